@@ -1,0 +1,70 @@
+"""What can go wrong when energy is consumed, in business words.
+
+Each error carries an ``outcome``: the contract's name for it. Adapters map outcomes to HTTP
+statuses and exit codes; nothing here knows of either.
+"""
+
+from __future__ import annotations
+
+
+class EnergyError(Exception):
+    """Base of every business failure of a consume."""
+
+    outcome = "error"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequest(EnergyError):
+    """The request breaks an input rule; ``fields`` names each offending field."""
+
+    outcome = "invalid_request"
+
+    def __init__(self, fields: dict[str, str]):
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in fields.items()))
+        self.fields = fields
+
+
+class AccountNotFound(EnergyError):
+    """No account has this id."""
+
+    outcome = "account_not_found"
+
+    def __init__(self, account_id: int):
+        super().__init__(f"Account {account_id} does not exist.")
+        self.account_id = account_id
+
+
+class InsufficientEnergy(EnergyError):
+    """The balance is lower than the amount asked for."""
+
+    outcome = "insufficient_energy"
+
+    def __init__(self, account_id: int, balance: int, amount: int):
+        super().__init__(f"Account {account_id} has {balance} energy; {amount} was requested.")
+        self.account_id, self.balance, self.amount = account_id, balance, amount
+
+
+class IdempotencyKeyMismatch(EnergyError):
+    """The key was already used for a different account or amount."""
+
+    outcome = "idempotency_key_mismatch"
+
+    def __init__(self, key: str):
+        super().__init__(
+            "This idempotency key was already used with a different account or amount; "
+            "use a new key for a new request."
+        )
+        self.key = key
+
+
+class Unavailable(EnergyError):
+    """The database could not answer in time; retrying with the same key is safe."""
+
+    outcome = "unavailable"
+
+    def __init__(self, reason: str):
+        super().__init__(f"The database is unavailable ({reason}); retry with the same idempotency key.")
+        self.reason = reason

@@ -1,0 +1,117 @@
+"""The consume request and its input rules, shared by every adapter (HTTP, CLI, replay files)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from energy.domain.exceptions import InvalidRequest
+
+# Ids and amounts live in signed 64-bit columns (BIGINT); anything larger is refused as
+# input instead of overflowing inside the database.
+MAX_INT64 = 2**63 - 1
+MAX_KEY_LENGTH = 255
+# C0 and C1 control characters (NUL included) and DEL: invisible in logs, unsafe in keys.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Text forms of integers accepted from the command line: optional sign, ASCII digits.
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+FIELDS = ("account_id", "amount", "idempotency_key")
+
+
+@dataclass(frozen=True)
+class ConsumeRequest:
+    account_id: int
+    amount: int
+    idempotency_key: str
+
+    @classmethod
+    def from_json(cls, data: Any, key_header: str | None = None) -> "ConsumeRequest":
+        """Validate a decoded JSON body; numbers must be JSON integers, not strings or floats."""
+        if not isinstance(data, Mapping):
+            raise InvalidRequest({"body": "must be a JSON object"})
+        problems: dict[str, str] = {}
+        account_id = _json_int(data, "account_id", problems)
+        amount = _json_int(data, "amount", problems)
+        key = _key(data.get("idempotency_key"), key_header, problems)
+        return cls._checked(account_id, amount, key, problems)
+
+    @classmethod
+    def from_text(cls, account_id: str, amount: str, key: str) -> "ConsumeRequest":
+        """Validate command-line text, where integers arrive as decimal strings."""
+        problems: dict[str, str] = {}
+        parsed_account = _text_int(account_id, "account_id", problems)
+        parsed_amount = _text_int(amount, "amount", problems)
+        checked_key = _key(key, None, problems)
+        return cls._checked(parsed_account, parsed_amount, checked_key, problems)
+
+    @classmethod
+    def _checked(cls, account_id, amount, key, problems) -> "ConsumeRequest":
+        if problems:
+            raise InvalidRequest(problems)
+        return cls(account_id=account_id, amount=amount, idempotency_key=key)
+
+
+def positive_int64(value: int, field: str, problems: dict[str, str]) -> int | None:
+    if value < 1:
+        problems[field] = "must be a positive integer"
+    elif value > MAX_INT64:
+        problems[field] = f"must be at most {MAX_INT64}"
+    else:
+        return value
+    return None
+
+
+def parse_account_id(text: str) -> int:
+    """An account id given as text (URL path, command line)."""
+    problems: dict[str, str] = {}
+    value = _text_int(text, "account_id", problems)
+    if problems:
+        raise InvalidRequest(problems)
+    return value
+
+
+def _json_int(data: Mapping, field: str, problems: dict[str, str]) -> int | None:
+    if field not in data or data[field] is None:
+        problems[field] = "is required"
+        return None
+    value = data[field]
+    # bool is a subclass of int in Python; `true` is not an amount.
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems[field] = "must be an integer"
+        return None
+    return positive_int64(value, field, problems)
+
+
+def _text_int(text: Any, field: str, problems: dict[str, str]) -> int | None:
+    if text is None or (isinstance(text, str) and not text.strip()):
+        problems[field] = "is required"
+        return None
+    text = str(text).strip()
+    # Cap the length before int(): a huge digit string is refused, not converted.
+    if len(text) > 25 or not _INTEGER_TEXT.fullmatch(text):
+        problems[field] = "must be an integer" if len(text) <= 25 else f"must be at most {MAX_INT64}"
+        return None
+    return positive_int64(int(text), field, problems)
+
+
+def _key(body_key: Any, header_key: str | None, problems: dict[str, str]) -> str | None:
+    if header_key is not None and body_key is not None and header_key != body_key:
+        problems["idempotency_key"] = "differs between the body and the Idempotency-Key header"
+        return None
+    key = body_key if body_key is not None else header_key
+    if key is None:
+        problems["idempotency_key"] = "is required"
+    elif not isinstance(key, str):
+        problems["idempotency_key"] = "must be a string"
+    elif not key:
+        problems["idempotency_key"] = "must not be empty"
+    elif len(key) > MAX_KEY_LENGTH:
+        problems["idempotency_key"] = f"must be at most {MAX_KEY_LENGTH} characters"
+    elif _CONTROL.search(key):
+        problems["idempotency_key"] = "must not contain control characters"
+    elif any(0xD800 <= ord(ch) <= 0xDFFF for ch in key):
+        problems["idempotency_key"] = "must be valid Unicode (no lone surrogates)"
+    else:
+        return key
+    return None

@@ -1,0 +1,1 @@
+"""energyctl: spend energy exactly once, from the command line."""

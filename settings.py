@@ -1,0 +1,76 @@
+"""Django settings for energyctl: one flat module, configured from the environment.
+
+DATABASE_URL            postgresql://… or sqlite:///path; unset = the embedded PostgreSQL
+ENERGYCTL_PGDATA        data directory of the embedded PostgreSQL (default: per-user data dir)
+ENERGYCTL_SECRET_KEY    required by `energyctl serve --production`
+ENERGYCTL_DEBUG         "1" turns Django's debug mode on (never in production)
+ENERGYCTL_ALLOWED_HOSTS comma-separated host names the HTTP API answers to
+ENERGYCTL_LOG_LEVEL     level of the energy.* loggers (default INFO)
+ENERGYCTL_LOG_FORMAT    "json" for one JSON object per log record, else plain text
+"""
+
+import os
+import secrets
+
+from energy.dbconfig import database_settings
+
+# Nothing this project signs outlives the process, so a random key is safe for local use;
+# production mode (`energyctl serve --production`) refuses to start without a real one.
+SECRET_KEY = os.environ.get("ENERGYCTL_SECRET_KEY") or secrets.token_urlsafe(50)
+DEBUG = os.environ.get("ENERGYCTL_DEBUG", "") == "1"
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("ENERGYCTL_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = ["rest_framework", "energy"]
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+ROOT_URLCONF = "energy.urls"
+WSGI_APPLICATION = "energy.wsgi.application"
+
+DATABASES = {"default": database_settings(os.environ.get("DATABASE_URL"))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+# Request bodies above this are refused with 413 before they are parsed: a consume
+# request is under 400 bytes, so 64 KiB leaves room without inviting abuse.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_PARSER_CLASSES": ["energy.http.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "energy.http.errors.exception_handler",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if os.environ.get("ENERGYCTL_LOG_FORMAT") == "json" else "text",
+        },
+    },
+    "loggers": {
+        "energy": {
+            "handlers": ["stderr"],
+            "level": os.environ.get("ENERGYCTL_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+    },
+}

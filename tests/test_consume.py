@@ -1,0 +1,161 @@
+"""The consume use case on real PostgreSQL, outside any wrapping test transaction."""
+
+import pytest
+from django.db import connection
+
+from energy.application.consume import consume
+from energy.domain.exceptions import (
+    AccountNotFound,
+    IdempotencyKeyMismatch,
+    InsufficientEnergy,
+    Unavailable,
+)
+from energy.models import Account, Consumption
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def account():
+    return Account.objects.create(id=1, energy=100)
+
+
+def balance(account_id=1):
+    return Account.objects.get(pk=account_id).energy
+
+
+def test_success_deducts_and_records(account):
+    result = consume(account_id=1, amount=30, idempotency_key="abc")
+    assert result.status == "applied"
+    assert (result.account_id, result.amount, result.balance_after) == (1, 30, 70)
+    assert balance() == 70
+    record = Consumption.objects.get()
+    assert (record.id, record.idempotency_key, record.balance_after) == (result.consumption_id, "abc", 70)
+    assert result.created_at == record.created_at
+
+
+def test_replay_returns_original_result_and_changes_nothing(account):
+    first = consume(account_id=1, amount=30, idempotency_key="abc")
+    consume(account_id=1, amount=10, idempotency_key="other")
+    again = consume(account_id=1, amount=30, idempotency_key="abc")
+    assert again.status == "replayed"
+    assert {**again.to_dict(), "status": "applied"} == first.to_dict()
+    assert balance() == 60
+    assert Consumption.objects.count() == 2
+
+
+def test_replay_wins_even_when_balance_is_now_too_low(account):
+    first = consume(account_id=1, amount=60, idempotency_key="big")
+    consume(account_id=1, amount=40, idempotency_key="drain")
+    again = consume(account_id=1, amount=60, idempotency_key="big")
+    assert again.status == "replayed"
+    assert again.balance_after == first.balance_after == 40
+    assert balance() == 0
+
+
+def test_key_reused_with_other_amount_is_a_mismatch(account):
+    consume(account_id=1, amount=30, idempotency_key="abc")
+    with pytest.raises(IdempotencyKeyMismatch):
+        consume(account_id=1, amount=31, idempotency_key="abc")
+    assert balance() == 70
+
+
+def test_key_reused_with_other_account_is_a_mismatch(account):
+    Account.objects.create(id=2, energy=100)
+    consume(account_id=1, amount=30, idempotency_key="abc")
+    with pytest.raises(IdempotencyKeyMismatch):
+        consume(account_id=2, amount=30, idempotency_key="abc")
+    assert (balance(1), balance(2)) == (70, 100)
+
+
+def test_key_reused_on_missing_account_is_a_mismatch(account):
+    consume(account_id=1, amount=30, idempotency_key="abc")
+    with pytest.raises(IdempotencyKeyMismatch):
+        consume(account_id=999, amount=30, idempotency_key="abc")
+
+
+def test_insufficient_energy_records_nothing(account):
+    with pytest.raises(InsufficientEnergy) as caught:
+        consume(account_id=1, amount=101, idempotency_key="too-much")
+    assert (caught.value.balance, caught.value.amount) == (100, 101)
+    assert balance() == 100
+    assert not Consumption.objects.exists()
+
+
+def test_rejected_key_is_evaluated_afresh_later(account):
+    with pytest.raises(InsufficientEnergy):
+        consume(account_id=1, amount=150, idempotency_key="later")
+    Account.objects.filter(pk=1).update(energy=200)
+    assert consume(account_id=1, amount=150, idempotency_key="later").status == "applied"
+    assert balance() == 50
+
+
+def test_exact_balance_can_be_spent_to_zero(account):
+    assert consume(account_id=1, amount=100, idempotency_key="all").balance_after == 0
+    assert balance() == 0
+
+
+def test_missing_account_changes_nothing(account):
+    with pytest.raises(AccountNotFound):
+        consume(account_id=2, amount=1, idempotency_key="k")
+    assert not Consumption.objects.exists()
+
+
+def test_distinct_keys_accumulate(account):
+    for i in range(5):
+        assert consume(account_id=1, amount=7, idempotency_key=f"k{i}").balance_after == 100 - 7 * (i + 1)
+    assert balance() == 65
+    assert Consumption.objects.count() == 5
+
+
+def test_unicode_key_round_trips(account):
+    key = "ключ-⚡-" + "é" * 200
+    consume(account_id=1, amount=1, idempotency_key=key)
+    assert consume(account_id=1, amount=1, idempotency_key=key).status == "replayed"
+
+
+def test_other_integrity_errors_are_not_replays(account):
+    """Only the key's own UNIQUE constraint means replay: a failing CHECK must not pass as one."""
+    from django.db import IntegrityError
+
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE energy_account DROP CONSTRAINT energy_account_energy_not_negative")
+        cursor.execute("ALTER TABLE energy_account ADD CONSTRAINT energy_account_tiny CHECK (energy > 90)")
+    try:
+        with pytest.raises(IntegrityError):
+            consume(account_id=1, amount=20, idempotency_key="boom")
+        assert balance() == 100
+        assert not Consumption.objects.exists()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE energy_account DROP CONSTRAINT energy_account_tiny")
+            cursor.execute(
+                "ALTER TABLE energy_account ADD CONSTRAINT energy_account_energy_not_negative CHECK (energy >= 0)"
+            )
+
+
+def test_lock_timeout_is_unavailable_and_retry_applies_once(account):
+    """A consume stuck behind a held row lock gives up with Unavailable; the retry applies once."""
+    from tests.workers import hold_row_lock, spawn_context, test_database_name
+
+    ctx = spawn_context()
+    holding, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=hold_row_lock, args=(test_database_name(), holding, release))
+    holder.start()
+    try:
+        assert holding.wait(60)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(Unavailable) as caught:
+            consume(account_id=1, amount=10, idempotency_key="stuck")
+        assert "lock" in caught.value.detail
+    finally:
+        release.set()
+        holder.join(30)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    assert balance() == 100
+    assert consume(account_id=1, amount=10, idempotency_key="stuck").status == "applied"
+    assert consume(account_id=1, amount=10, idempotency_key="stuck").status == "replayed"
+    assert balance() == 90
+

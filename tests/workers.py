@@ -1,0 +1,88 @@
+"""Helpers to run consumes in real OS processes, each with its own database connection.
+
+Children are started with the ``spawn`` method, so they share nothing with the test
+process but the environment: they set Django up themselves and connect to the same test
+database by name.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+
+def spawn_context():
+    return multiprocessing.get_context("spawn")
+
+
+def test_database_name() -> str:
+    from django.db import connection
+
+    return connection.settings_dict["NAME"]
+
+
+def setup_django(db_name: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+    import django
+
+    django.setup()
+    from django.db import connections
+
+    connections["default"].settings_dict["NAME"] = db_name
+
+
+def consume_worker(db_name, barrier, requests, results) -> None:
+    """Wait for every sibling at the barrier, then send ``requests``; put one outcome per request."""
+    setup_django(db_name)
+    from energy.application.consume import consume
+    from energy.domain.exceptions import EnergyError
+
+    from django.db import connection
+
+    connection.ensure_connection()
+    barrier.wait(timeout=60)
+    outcomes = []
+    for account_id, amount, key in requests:
+        try:
+            outcomes.append(consume(account_id=account_id, amount=amount, idempotency_key=key).to_dict())
+        except EnergyError as exc:
+            outcomes.append({"status": "error", "error": exc.outcome, "idempotency_key": key})
+    results.put(outcomes)
+    connection.close()
+
+
+def run_in_processes(request_lists: list[list[tuple[int, int, str]]]) -> list[dict]:
+    """Run each list of requests in its own process, all released together; return every outcome."""
+    from django.db import connections
+
+    db_name = test_database_name()
+    connections.close_all()
+    ctx = spawn_context()
+    barrier = ctx.Barrier(len(request_lists))
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=consume_worker, args=(db_name, barrier, requests, results))
+        for requests in request_lists
+    ]
+    for proc in procs:
+        proc.start()
+    outcomes = []
+    for _ in procs:
+        outcomes.extend(results.get(timeout=120))
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0, f"worker {proc.pid} exited with {proc.exitcode}"
+    return outcomes
+
+
+def hold_row_lock(db_name, holding, release, account_id=1) -> None:
+    """Hold account ``account_id``'s row lock until ``release`` is set."""
+    setup_django(db_name)
+    from django.db import transaction
+
+    from energy.models import Account
+
+    with transaction.atomic():
+        Account.objects.select_for_update().get(pk=account_id)
+        holding.set()
+        release.wait(60)
