@@ -159,3 +159,42 @@ def test_lock_timeout_is_unavailable_and_retry_applies_once(account):
     assert consume(account_id=1, amount=10, idempotency_key="stuck").status == "replayed"
     assert balance() == 90
 
+
+
+def test_each_consume_logs_one_structured_record(account):
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("energy.consume")
+    logger.addHandler(handler)
+    try:
+        consume(account_id=1, amount=30, idempotency_key="logged")
+        with pytest.raises(InsufficientEnergy):
+            consume(account_id=1, amount=500, idempotency_key="refused")
+    finally:
+        logger.removeHandler(handler)
+    assert [(r.idempotency_key, r.account_id, r.amount, r.outcome) for r in records] == [
+        ("logged", 1, 30, "applied"),
+        ("refused", 1, 500, "insufficient_energy"),
+    ]
+    assert all(r.duration_ms >= 0 for r in records)
+
+
+def test_json_log_format_renders_the_fields():
+    import json
+    import logging
+
+    from pythonjsonlogger.json import JsonFormatter
+
+    record = logging.LogRecord("energy.consume", logging.INFO, __file__, 1, "consume %s", ("applied",), None)
+    record.outcome, record.idempotency_key = "applied", "k"
+    line = json.loads(JsonFormatter("%(levelname)s %(name)s %(message)s").format(record))
+    assert (line["message"], line["outcome"], line["idempotency_key"]) == ("consume applied", "applied", "k")
+
+
+def test_models_and_migrations_agree():
+    from django.core.management import call_command
+
+    call_command("makemigrations", "energy", "--check", "--dry-run", verbosity=0)
