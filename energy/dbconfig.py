@@ -30,6 +30,7 @@ def database_settings(url: str | None) -> dict:
         import dj_database_url
 
         config = dj_database_url.parse(url)
+        config.setdefault("OPTIONS", {})
     if config["ENGINE"].startswith("django.db.backends.postgresql") or config["ENGINE"] == "energy.db.embedded":
         _bound_postgres_waits(config["OPTIONS"])
     return config
