@@ -1,0 +1,36 @@
+"""Knobs of a fault-injection run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FAULT_KINDS = ("client_killed", "backend_terminated", "server_crashed", "lock_held")
+
+
+@dataclass(frozen=True)
+class TortureConfig:
+    seconds: float = 20.0
+    clients: int = 6
+    accounts: int = 200
+    # The first few accounts take a large share of the traffic, so their row locks are
+    # contended and they run dry, which exercises insufficient_energy under retries.
+    hot_accounts: int = 3
+    hot_share: float = 0.4
+    # A small share of requests names an account that does not exist.
+    missing_share: float = 0.02
+    # A small share re-sends a key this client already had applied: it must be replayed.
+    duplicate_share: float = 0.05
+    start_energy: int = 1_000
+    max_amount: int = 40
+    # Short on purpose: the lock-holding fault must push waiting consumes past it.
+    lock_timeout_ms: int = 200
+    lock_hold_seconds: float = 1.0
+    # Pause between two faults; faults run one at a time, in a shuffled rotation of kinds.
+    fault_interval: float = 1.0
+    server_downtime: float = 0.5
+    # After the load phase, how long a client keeps retrying the key it is working on.
+    drain_seconds: float = 15.0
+    seed: int | None = None
+    # When set, the run uses a dedicated new database on this server instead of a
+    # temporary cluster of its own; the server itself is then never crashed.
+    database_url: str | None = None

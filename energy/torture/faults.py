@@ -1,0 +1,66 @@
+"""Injects one fault at a time, in a shuffled rotation of kinds, until the load phase ends.
+
+The phase is stretched, up to a bound, until every kind was injected at least once: a run
+that never crashed the server says nothing about crashes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+
+from energy.torture.cluster import TortureDatabase
+from energy.torture.config import TortureConfig
+from energy.torture.fleet import Fleet
+
+# How far past the planned end the phase may run to get every kind of fault in.
+OVERTIME_S = 30.0
+
+
+class FaultInjector:
+    def __init__(self, database: TortureDatabase, fleet: Fleet, config: TortureConfig, rng: random.Random):
+        self.database, self.fleet, self.config, self.rng = database, fleet, config, rng
+        self.injected: Counter[str] = Counter()
+        self.failed: list[str] = []
+        kinds = ["client_killed", "backend_terminated", "lock_held"]
+        if database.can_crash:
+            kinds.append("server_crashed")
+        self.kinds = kinds
+
+    def run_until(self, deadline: float) -> None:
+        rotation: list[str] = []
+        while True:
+            time.sleep(self.config.fault_interval * self.rng.uniform(0.5, 1.5))
+            now = time.monotonic()
+            if now >= deadline and (self._all_injected() or now >= deadline + OVERTIME_S):
+                return
+            if not rotation:
+                rotation = self.rng.sample(self.kinds, len(self.kinds))
+            kind = rotation.pop()
+            try:
+                done = getattr(self, f"_{kind}")()
+            except Exception as exc:
+                # A fault that could not be injected is reported, never silently dropped.
+                self.failed.append(f"{kind}: {type(exc).__name__}: {exc}")
+                self.database.ensure_up()
+                continue
+            self.injected[kind] += done
+
+    def _all_injected(self) -> bool:
+        return all(self.injected[kind] for kind in self.kinds)
+
+    def _client_killed(self) -> int:
+        self.fleet.kill_and_restart(self.rng.randrange(self.fleet.slots()))
+        return 1
+
+    def _backend_terminated(self) -> int:
+        return self.database.terminate_backends()
+
+    def _lock_held(self) -> int:
+        self.database.hold_row_lock(self.rng.randint(1, self.config.hot_accounts), self.config.lock_hold_seconds)
+        return 1
+
+    def _server_crashed(self) -> int:
+        self.database.crash_and_restart(self.config.server_downtime)
+        return 1
