@@ -1,0 +1,1 @@
+"""Throughput of the consume path next to pgbench running the same SQL on the same server."""

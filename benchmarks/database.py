@@ -1,0 +1,102 @@
+"""The benchmark's own database on the configured server, so real data is never touched."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# Appended to the configured database's name: the benchmark drops and recreates this one.
+BENCH_SUFFIX = "_bench"
+# Every account starts this rich, so a run of any length never ends in insufficient_energy.
+START_ENERGY = 10**15
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    server: dict  # host, port, user, password: what psql/pgbench need besides the name
+
+    def connect(self, **kwargs):
+        import psycopg
+
+        return psycopg.connect(dbname=self.name, autocommit=True, **self.server, **kwargs)
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+    import django
+
+    django.setup()
+
+
+def prepare() -> Target:
+    """Recreate the benchmark database next to the configured one and migrate it."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("the benchmark needs PostgreSQL (DATABASE_URL is not postgresql://…)")
+    params = connection.get_connection_params()
+    server = {k: params[k] for k in ("host", "port", "user", "password") if params.get(k)}
+    name = os.environ.get("ENERGYCTL_BENCH_DATABASE") or connection.settings_dict["NAME"] + BENCH_SUFFIX
+    _recreate(server, name, connection.settings_dict["NAME"])
+    connection.close()
+    connection.settings_dict["NAME"] = name
+    call_command("migrate", verbosity=0)
+    connection.close()
+    return Target(name=name, server=server)
+
+
+def _recreate(server: dict, name: str, fallback_db: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    try:
+        admin = psycopg.connect(dbname="postgres", autocommit=True, **server)
+    except psycopg.OperationalError:
+        admin = psycopg.connect(dbname=fallback_db, autocommit=True, **server)
+    with admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def reset(target: Target, accounts: int) -> None:
+    """Empty the tables and give accounts 1..n the starting energy, freshly vacuumed."""
+    with target.connect() as conn:
+        conn.execute("TRUNCATE energy_consumption, energy_account RESTART IDENTITY")
+        conn.execute(
+            "INSERT INTO energy_account (id, energy) SELECT g, %s FROM generate_series(1, %s) g",
+            (START_ENERGY, accounts),
+        )
+        conn.execute("VACUUM ANALYZE energy_account, energy_consumption")
+
+
+def check_invariants(target: Target, applied: int | None = None) -> list[str]:
+    """Every guarantee of the contract, checked on the data a run left behind."""
+    problems = []
+    with target.connect() as conn:
+        negative = conn.execute("SELECT count(*) FROM energy_account WHERE energy < 0").fetchone()[0]
+        if negative:
+            problems.append(f"{negative} accounts below zero")
+        drift = conn.execute(
+            """SELECT count(*) FROM energy_account a
+               LEFT JOIN (SELECT account_id, sum(amount) AS spent FROM energy_consumption GROUP BY account_id) c
+                 ON c.account_id = a.id
+               WHERE a.energy <> %s - coalesce(c.spent, 0)""",
+            (START_ENERGY,),
+        ).fetchone()[0]
+        if drift:
+            problems.append(f"{drift} accounts whose balance is not start minus recorded consumptions")
+        records, keys = conn.execute(
+            "SELECT count(*), count(DISTINCT idempotency_key) FROM energy_consumption"
+        ).fetchone()
+        if records != keys:
+            problems.append(f"{records - keys} keys recorded more than once")
+    if applied is not None and applied != records:
+        problems.append(f"{applied} requests answered applied but {records} consumptions recorded")
+    return problems
+
+
+def server_version(target: Target) -> str:
+    with target.connect() as conn:
+        return conn.execute("SHOW server_version").fetchone()[0]
