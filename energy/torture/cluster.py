@@ -97,6 +97,9 @@ class OwnCluster(TortureDatabase):
         time.sleep(downtime)
         self.ensure_up()
 
+    def stop(self) -> None:
+        embedded_pg.stop(self.data_dir)
+
     def ensure_up(self) -> None:
         if embedded_pg.running(self.data_dir) is None:
             self._pg_ctl("start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.data_dir / "log"),

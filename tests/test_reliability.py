@@ -1,0 +1,172 @@
+"""Faults and outages: nothing lost, nothing applied twice, and `unavailable` fast and retryable.
+
+Every test that stops or crashes a server does it to a cluster of its own, never to the
+suite's. Children are real OS processes connected by DATABASE_URL; this module imports no
+Django model at top level, because spawned children import it before setting Django up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import time
+
+import pytest
+
+from energy.torture import TortureConfig, run_torture
+from energy.torture.cluster import OwnCluster
+from energy.torture.config import FAULT_KINDS
+
+pytestmark = pytest.mark.slow
+# A hang guard for a busy two-core machine, not a performance claim.
+UNAVAILABLE_WITHIN_S = 10.0
+ANSWER_TIMEOUT_S = 90.0
+
+
+class Session:
+    """A child process with its own Django connection, doing one command at a time on request."""
+
+    def __init__(self, url: str, **env: str):
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child_conn = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(url, env, child_conn), daemon=True)
+        self._proc.start()
+
+    def ask(self, *command):
+        self._conn.send(command)
+        assert self._conn.poll(ANSWER_TIMEOUT_S), f"no answer to {command}"
+        answer = self._conn.recv()
+        if "crash" in answer:
+            pytest.fail(answer["crash"])
+        return answer
+
+    def close(self):
+        self._conn.send(None)
+        self._proc.join(30)
+        assert self._proc.exitcode == 0
+
+
+def _serve(url, env, conn):
+    os.environ.update(env, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="settings", ENERGYCTL_LOG_LEVEL="ERROR")
+    import traceback
+
+    import django
+
+    django.setup()
+    while (command := conn.recv()) is not None:
+        try:
+            conn.send(_COMMANDS[command[0]](*command[1:]))
+        except Exception:
+            conn.send({"crash": traceback.format_exc()})
+
+
+def _prepare(accounts, energy):
+    from django.core.management import call_command
+
+    from energy.application.accounts import seed_accounts
+
+    call_command("migrate", verbosity=0)
+    seed_accounts(count=accounts, energy=energy)
+    return {}
+
+
+def _consume(account, amount, key):
+    from energy.application.consume import consume
+    from energy.domain.exceptions import EnergyError
+
+    started = time.monotonic()
+    try:
+        answer = {"outcome": consume(account_id=account, amount=amount, idempotency_key=key).status}
+    except EnergyError as exc:
+        answer = {"outcome": exc.outcome, "detail": exc.detail}
+    return {**answer, "seconds": time.monotonic() - started}
+
+
+def _http(account, amount, key):
+    from rest_framework.test import APIClient
+
+    started = time.monotonic()
+    response = APIClient().post("/api/energy/consume/", {"account_id": account, "amount": amount,
+                                                         "idempotency_key": key}, format="json",
+                                HTTP_HOST="localhost")
+    return {"status": response.status_code, "retry_after": response.headers.get("Retry-After"),
+            "body": response.json(), "seconds": time.monotonic() - started}
+
+
+def _ledger(account):
+    from energy.models import Account, Consumption
+
+    return {"energy": Account.objects.get(pk=account).energy,
+            "records": list(Consumption.objects.filter(account_id=account).values_list("idempotency_key", "amount"))}
+
+
+_COMMANDS = {"prepare": _prepare, "consume": _consume, "http": _http, "ledger": _ledger}
+
+
+@pytest.fixture
+def cluster():
+    own = OwnCluster()
+    yield own
+    own.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_fault_run_loses_nothing_and_applies_nothing_twice():
+    report = run_torture(TortureConfig(seconds=8, clients=4, accounts=60, fault_interval=0.5, drain_seconds=10))
+    figures = report.to_dict()
+    assert report.violations == [], figures
+    assert report.faults_not_injected == [], figures
+    assert all(report.faults[kind] >= 1 for kind in FAULT_KINDS), figures
+    # The faults reached the clients, and the clients came through them.
+    assert report.unavailable_reasons.get("lock_timeout", 0) >= 1, figures
+    assert report.unavailable_reasons.get("connection_lost_or_refused", 0) >= 1, figures
+    assert report.outcomes["applied"] > 100 and report.outcomes.get("replayed", 0) >= 1, figures
+    assert report.unanswered_keys == 0, figures
+    assert report.client_exit_codes == [0] * 4, figures
+
+
+def test_a_process_keeps_working_after_the_server_crashes_and_restarts(cluster):
+    session = Session(cluster.url)
+    session.ask("prepare", 1, 100)
+    assert session.ask("consume", 1, 10, "before-crash")["outcome"] == "applied"
+    cluster.crash_and_restart(downtime=0.2)
+    outcomes = [session.ask("consume", 1, 10, "after-crash")["outcome"] for _ in range(3)]
+    # The dead connection may cost one `unavailable`; the same process then reconnects by itself.
+    assert outcomes in (["applied", "replayed", "replayed"], ["unavailable", "applied", "replayed"]), outcomes
+    assert session.ask("ledger", 1) == {"energy": 80, "records": [("before-crash", 10), ("after-crash", 10)]}
+    session.close()
+
+
+def test_stopped_server_is_unavailable_fast_and_the_same_key_applies_once_after_recovery(cluster):
+    session = Session(cluster.url)
+    session.ask("prepare", 1, 100)
+    cluster.stop()
+    down = session.ask("consume", 1, 30, "during-outage")
+    assert down["outcome"] == "unavailable" and down["seconds"] < UNAVAILABLE_WITHIN_S, down
+    assert "retry with the same idempotency key" in down["detail"]
+    http = session.ask("http", 1, 30, "during-outage")
+    assert (http["status"], http["retry_after"], http["body"]["error"]) == (503, "1", "unavailable"), http
+    assert http["seconds"] < UNAVAILABLE_WITHIN_S, http
+    cluster.ensure_up()
+    # The outage already cost this process its dead connection, so the retry reconnects at once.
+    assert session.ask("consume", 1, 30, "during-outage")["outcome"] == "applied"
+    replay = session.ask("http", 1, 30, "during-outage")
+    assert (replay["status"], replay["body"]["status"]) == (200, "replayed"), replay
+    assert session.ask("ledger", 1) == {"energy": 70, "records": [("during-outage", 30)]}
+    session.close()
+
+
+def test_unreachable_address_is_unavailable_fast_over_http_and_use_case():
+    session = Session(f"postgresql://energy@127.0.0.1:{closed_port()}/energyctl")
+    down = session.ask("consume", 1, 30, "no-server")
+    assert down["outcome"] == "unavailable" and down["seconds"] < UNAVAILABLE_WITHIN_S, down
+    http = session.ask("http", 1, 30, "no-server")
+    assert (http["status"], http["retry_after"]) == (503, "1"), http
+    assert http["body"]["detail"] == down["detail"] and http["seconds"] < UNAVAILABLE_WITHIN_S
+    session.close()
