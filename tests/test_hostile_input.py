@@ -1,0 +1,221 @@
+"""Hostile input, generated: every bad request is a contract error, never a 500, never a write.
+
+Three layers: the request rules alone, the use case (against a model of what it must
+answer), and the HTTP API end to end on real PostgreSQL.
+"""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rest_framework.test import APIClient
+
+from energy.application.consume import consume
+from energy.domain.exceptions import EnergyError, InvalidRequest
+from energy.domain.requests import MAX_INT64, MAX_KEY_LENGTH, ConsumeRequest
+from energy.models import Account, Consumption
+
+URL = "/api/energy/consume/"
+FIELDS = ("account_id", "amount", "idempotency_key")
+# Modest counts: the database-backed properties cost a few milliseconds per example.
+PURE = settings(max_examples=400, deadline=None)
+WITH_DB = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text())
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+control_characters = st.characters(categories=["Cc"])
+valid_keys = st.text(st.characters(exclude_categories=["Cc", "Cs"]), min_size=1, max_size=MAX_KEY_LENGTH)
+bad_numbers = st.one_of(
+    st.integers(max_value=0),
+    st.integers(min_value=MAX_INT64 + 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+bad_keys = st.one_of(
+    st.just(""),
+    st.text(min_size=MAX_KEY_LENGTH + 1, max_size=MAX_KEY_LENGTH + 40),
+    st.tuples(st.text(max_size=10), control_characters, st.text(max_size=10)).map("".join),
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    st.integers(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False), st.lists(st.text(max_size=3), max_size=2),
+)
+good_values = {"account_id": st.integers(1, MAX_INT64), "amount": st.integers(1, MAX_INT64), "idempotency_key": valid_keys}
+bad_values = {"account_id": bad_numbers, "amount": bad_numbers, "idempotency_key": bad_keys}
+
+
+@st.composite
+def bodies_with_one_bad_field(draw):
+    """A request object in which ``bad`` is wrong (or missing) and the other fields may be anything valid."""
+    bad = draw(st.sampled_from(FIELDS))
+    body = {field: draw(good_values[field]) for field in FIELDS if field != bad}
+    if draw(st.booleans()):
+        body[bad] = draw(bad_values[bad])
+    body.update(draw(st.dictionaries(st.text(max_size=8).filter(lambda k: k not in FIELDS), json_values, max_size=3)))
+    return bad, body
+
+
+@PURE
+@given(data=json_values | st.dictionaries(st.sampled_from(FIELDS), json_values),
+       header=st.none() | st.text(max_size=300))
+def test_any_json_value_is_a_valid_request_or_an_invalid_request_naming_fields(data, header):
+    try:
+        request = ConsumeRequest.from_json(data, header)
+    except InvalidRequest as exc:
+        assert exc.fields and set(exc.fields) <= {"body", *FIELDS}, exc.fields
+        return
+    assert type(request.account_id) is int and 1 <= request.account_id <= MAX_INT64
+    assert type(request.amount) is int and 1 <= request.amount <= MAX_INT64
+    assert 1 <= len(request.idempotency_key) <= MAX_KEY_LENGTH
+
+
+@PURE
+@given(case=bodies_with_one_bad_field())
+def test_a_bad_field_is_always_named(case):
+    bad, body = case
+    with pytest.raises(InvalidRequest) as caught:
+        ConsumeRequest.from_json(body)
+    assert bad in caught.value.fields
+
+
+@pytest.mark.django_db(transaction=True)
+def test_use_case_answers_like_the_model_for_any_valid_request():
+    starting = {1: 1_000, 2: 5}
+    Account.objects.bulk_create([Account(id=i, energy=e) for i, e in starting.items()])
+    balances, applied, seen = dict(starting), {}, set()
+    requests = st.tuples(
+        st.sampled_from([1, 2]) | st.integers(3, MAX_INT64),
+        st.integers(1, 60) | st.integers(1, MAX_INT64),
+        st.sampled_from(["k1", "k2", "ключ", "🔑"]) | valid_keys,
+    )
+
+    @WITH_DB
+    @given(request=requests)
+    def answers_like_the_model(request):
+        account, amount, key = request
+        expected = _model_outcome(balances, applied, account, amount, key)
+        try:
+            outcome = consume(account_id=account, amount=amount, idempotency_key=key).status
+        except EnergyError as exc:
+            outcome = exc.outcome
+        assert outcome == expected, request
+        seen.add(outcome)
+        if outcome == "applied":
+            balances[account] -= amount
+            applied[key] = (account, amount)
+        assert dict(Account.objects.values_list("id", "energy")) == balances
+        assert Consumption.objects.count() == len(applied)
+
+    answers_like_the_model()
+    assert seen == {"applied", "replayed", "idempotency_key_mismatch", "insufficient_energy", "account_not_found"}
+
+
+def _model_outcome(balances, applied, account, amount, key):
+    if key in applied:
+        return "replayed" if applied[key] == (account, amount) else "idempotency_key_mismatch"
+    if account not in balances:
+        return "account_not_found"
+    return "insufficient_energy" if balances[account] < amount else "applied"
+
+
+@pytest.mark.django_db(transaction=True)
+class TestHostileHttp:
+    """Each property runs many requests against one account and checks none of them wrote."""
+
+    @pytest.fixture(autouse=True)
+    def _account(self):
+        Account.objects.create(id=1, energy=100)
+
+    def test_a_request_with_a_bad_field_is_400_naming_it(self):
+        @WITH_DB
+        @given(case=bodies_with_one_bad_field(), use_header=st.booleans())
+        def is_400_naming_the_field(case, use_header):
+            bad, body = case
+            headers = {}
+            if use_header and bad != "idempotency_key" and "idempotency_key" in body:
+                headers["Idempotency-Key"] = body.pop("idempotency_key")
+            response = _post(json.dumps(body), headers=headers)
+            assert response.status_code == 400, response.content
+            assert response.json()["error"] == "invalid_request"
+            assert bad in response.json()["fields"], response.json()
+            _assert_nothing_written()
+
+        is_400_naming_the_field()
+
+    def test_any_json_that_is_not_a_request_object_is_400(self):
+        @WITH_DB
+        @given(value=json_values.filter(lambda v: not isinstance(v, dict)))
+        def is_400(value):
+            response = _post(json.dumps(value))
+            assert response.status_code == 400, response.content
+            assert response.json() == {"status": "error", "error": "invalid_request", "detail": "body: must be a JSON object",
+                                       "fields": {"body": "must be a JSON object"}}
+            _assert_nothing_written()
+
+        is_400()
+
+    def test_random_bytes_and_content_types_are_client_errors(self):
+        @WITH_DB
+        @given(raw=st.binary(max_size=300),
+               content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",
+                                             "multipart/form-data; boundary=x", "application/octet-stream"]))
+        def is_a_client_error(raw, content_type):
+            response = _post(raw, content_type=content_type)
+            assert response.status_code in (400, 415), (raw, content_type, response.content)
+            assert response.json()["status"] == "error"
+            _assert_nothing_written()
+
+        is_a_client_error()
+
+    def test_hostile_idempotency_key_headers_are_400(self):
+        header_text = st.text(st.characters(max_codepoint=0xFF), max_size=MAX_KEY_LENGTH + 20)
+
+        @WITH_DB
+        @given(key=header_text.filter(lambda k: not k or len(k) > MAX_KEY_LENGTH or any(
+            ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in k)))
+        def is_400(key):
+            response = _post(json.dumps({"account_id": 1, "amount": 1}), headers={"Idempotency-Key": key})
+            assert response.status_code == 400, response.content
+            assert "idempotency_key" in response.json()["fields"]
+            _assert_nothing_written()
+
+        is_400()
+
+    @pytest.mark.parametrize("raw, status", [
+        (b'{"account_id": 1, "amount": NaN, "idempotency_key": "k"}', 400),
+        (b'{"account_id": 1, "amount": Infinity, "idempotency_key": "k"}', 400),
+        (b'{"account_id": 1, "amount": 1e400, "idempotency_key": "k"}', 400),
+        (b'{"account_id": 1, "amount": 18446744073709551616, "idempotency_key": "k"}', 400),
+        (b'{"account_id": 1, "amount": ' + b"9" * 5000 + b', "idempotency_key": "k"}', 400),
+        (b"[" * 30_000 + b"]" * 30_000, 400),
+        (b'{"account_id": 1, "amount": 1, "idempotency_key": "' + b"x" * 70_000 + b'"}', 413),
+        (b"\xff\xfe\x00{", 400),
+        (b'{"account_id": 1, "amount": 1, "idempotency_key": "\\u0000"}', 400),
+        (b'{"account_id": 1, "amount": 1, "amount": 1.0, "idempotency_key": "k"}', 400),
+    ], ids=["nan", "infinity", "float-overflow", "int-overflow", "5000-digits", "nesting", "huge", "bad-utf8",
+            "nul-key", "duplicate-name"])
+    def test_pathological_bodies_are_client_errors(self, raw, status):
+        response = _post(raw)
+        assert response.status_code == status, response.content
+        assert response.json()["status"] == "error"
+        _assert_nothing_written()
+
+
+def _post(raw, content_type="application/json", headers=None):
+    return APIClient().generic("POST", URL, raw, content_type=content_type, headers=headers or {})
+
+
+def _assert_nothing_written():
+    assert Account.objects.get(pk=1).energy == 100
+    assert not Consumption.objects.exists()
+
+
+def test_floats_that_equal_integers_are_still_refused():
+    with pytest.raises(InvalidRequest) as caught:
+        ConsumeRequest.from_json({"account_id": 1.0, "amount": 30.0, "idempotency_key": "k"})
+    assert set(caught.value.fields) == {"account_id", "amount"}
