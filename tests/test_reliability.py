@@ -18,7 +18,6 @@ from energy.torture import TortureConfig, run_torture
 from energy.torture.cluster import OwnCluster
 from energy.torture.config import FAULT_KINDS
 
-pytestmark = pytest.mark.slow
 # A hang guard for a busy two-core machine, not a performance claim.
 UNAVAILABLE_WITHIN_S = 10.0
 ANSWER_TIMEOUT_S = 90.0
@@ -117,6 +116,7 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_fault_run_loses_nothing_and_applies_nothing_twice():
     report = run_torture(TortureConfig(seconds=8, clients=4, accounts=60, fault_interval=0.5, drain_seconds=10))
     figures = report.to_dict()
@@ -128,9 +128,12 @@ def test_fault_run_loses_nothing_and_applies_nothing_twice():
     assert report.unavailable_reasons.get("connection_lost_or_refused", 0) >= 1, figures
     assert report.outcomes["applied"] > 100 and report.outcomes.get("replayed", 0) >= 1, figures
     assert report.unanswered_keys == 0, figures
+    # Every answer a client threw away after the commit came back, on retry, as a replay.
+    assert report.lost_answers_replayed >= report.answers_dropped >= 1, figures
     assert report.client_exit_codes == [0] * 4, figures
 
 
+@pytest.mark.slow
 def test_a_process_keeps_working_after_the_server_crashes_and_restarts(cluster):
     session = Session(cluster.url)
     session.ask("prepare", 1, 100)
@@ -143,6 +146,7 @@ def test_a_process_keeps_working_after_the_server_crashes_and_restarts(cluster):
     session.close()
 
 
+@pytest.mark.slow
 def test_stopped_server_is_unavailable_fast_and_the_same_key_applies_once_after_recovery(cluster):
     session = Session(cluster.url)
     session.ask("prepare", 1, 100)
@@ -162,6 +166,7 @@ def test_stopped_server_is_unavailable_fast_and_the_same_key_applies_once_after_
     session.close()
 
 
+@pytest.mark.slow
 def test_unreachable_address_is_unavailable_fast_over_http_and_use_case():
     session = Session(f"postgresql://energy@127.0.0.1:{closed_port()}/energyctl")
     down = session.ask("consume", 1, 30, "no-server")
@@ -170,3 +175,41 @@ def test_unreachable_address_is_unavailable_fast_over_http_and_use_case():
     assert (http["status"], http["retry_after"]) == (503, "1"), http
     assert http["body"]["detail"] == down["detail"] and http["seconds"] < UNAVAILABLE_WITHIN_S
     session.close()
+
+
+def _history(*answers):
+    from energy.torture.history import History, KeyHistory
+
+    entry = KeyHistory("k1", account=1, amount=10, sends=len(answers), answers=list(answers))
+    return History(keys={"k1": entry}, requests=len(answers), crashes=[], conflicting_sends=[], kills_in_flight=0)
+
+
+APPLIED = {"outcome": "applied", "consumption_id": 7, "amount": 10, "balance_after": 90}
+RECORD = (7, 1, 10, "k1", 90)
+
+
+@pytest.mark.parametrize("history, balances, records, expected", [
+    (_history(APPLIED), {1: 90}, [], "answered applied but is not recorded"),
+    (_history(APPLIED), {1: 100}, [RECORD], "has 100, but"),
+    (_history(APPLIED), {1: 80}, [RECORD, (8, 1, 10, "k1", 80)], "recorded 2 times"),
+    (_history(APPLIED), {1: 90}, [(7, 1, 10, "k1", 95)], "stored balance_after 95"),
+    (_history({**APPLIED, "consumption_id": 6}), {1: 90}, [RECORD], "was answered"),
+    (_history(APPLIED, {**APPLIED, "outcome": "applied"}), {1: 90}, [RECORD], "answered applied 2 times"),
+    (_history({"outcome": "unavailable"}, {"outcome": "insufficient_energy"}), {1: 90}, [RECORD], "refused"),
+    (_history({"outcome": "idempotency_key_mismatch"}), {1: 100}, [], "was answered idempotency_key_mismatch"),
+    (_history(), {1: 90}, [(7, 1, 10, "ghost", 90)], "no client ever sent it"),
+    (_history(), {1: -5}, [(7, 1, 105, "k1", -5)], "below zero"),
+], ids=["answered-not-recorded", "balance-off", "key-twice", "lost-update", "wrong-id", "applied-twice",
+        "refused-but-recorded", "mismatch-on-own-key", "phantom-record", "overdraw"])
+def test_the_audit_catches_each_kind_of_violation(history, balances, records, expected):
+    from energy.torture.check import violations
+
+    found = violations(history, balances, records, start_energy=100)
+    assert any(expected in violation for violation in found), found
+
+
+def test_the_audit_passes_a_clean_history_with_a_lost_answer_and_its_replay():
+    from energy.torture.check import violations
+
+    history = _history({"outcome": "unavailable"}, {**APPLIED, "outcome": "replayed"})
+    assert violations(history, {1: 90}, [RECORD], start_energy=100) == []

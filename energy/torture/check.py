@@ -59,9 +59,11 @@ def _answers(history: History, records) -> list[str]:
         if record is not None and (record[ACCOUNT], record[AMOUNT]) != (entry.account, entry.amount):
             found.append(f"key {key} is recorded for account {record[ACCOUNT]} amount {record[AMOUNT]}, "
                          f"sent for account {entry.account} amount {entry.amount}")
-        for answer in entry.final:
+        for answer in entry.answers:
             outcome = answer["outcome"]
-            if outcome in ("applied", "replayed"):
+            if outcome == "unavailable":
+                continue
+            if outcome in ("applied", "replayed", "answer_dropped"):
                 if record is None:
                     found.append(f"key {key} was answered {outcome} but is not recorded")
                 elif (answer["consumption_id"], answer["amount"], answer["balance_after"]) != (
@@ -73,7 +75,7 @@ def _answers(history: History, records) -> list[str]:
                 found.append(f"key {key} was refused ({outcome}) yet is recorded")
             elif outcome not in ("insufficient_energy", "account_not_found"):
                 found.append(f"key {key}, always sent with the same request, was answered {outcome}")
-        applied = [a for a in entry.final if a["outcome"] == "applied"]
+        applied = [a for a in entry.answers if a["outcome"] in ("applied", "answer_dropped")]
         if len(applied) > 1:
             found.append(f"key {key} was answered applied {len(applied)} times")
     return found

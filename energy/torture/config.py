@@ -20,6 +20,9 @@ class TortureConfig:
     missing_share: float = 0.02
     # A small share re-sends a key this client already had applied: it must be replayed.
     duplicate_share: float = 0.05
+    # A small share of applied answers is thrown away by the client, as if the response had
+    # been lost on the network after the commit; the client then retries the same key.
+    drop_answer_share: float = 0.02
     start_energy: int = 1_000
     max_amount: int = 40
     # Short on purpose: the lock-holding fault must push waiting consumes past it.

@@ -16,6 +16,8 @@ ANSWER = "answer"
 READY = "ready"
 CRASH = "crash"
 UNAVAILABLE = "unavailable"
+# An applied answer the client pretends never arrived; it retries the key.
+ANSWER_DROPPED = "answer_dropped"
 # Outcomes after which a client stops retrying a key.
 FINAL_OUTCOMES = ("applied", "replayed", "insufficient_energy", "account_not_found", "idempotency_key_mismatch",
                   "invalid_request")

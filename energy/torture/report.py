@@ -17,6 +17,7 @@ def rows(report: Report) -> list[tuple[str, str]]:
         ("unavailable because", counts(report.unavailable_reasons)),
         ("faults injected", counts(report.faults)),
         ("killed mid-request", str(report.kills_in_flight)),
+        ("answers dropped", str(report.answers_dropped)),
         ("lost then replayed", str(report.lost_answers_replayed)),
         ("keys never answered", str(report.unanswered_keys)),
         ("violations", str(len(report.violations))),

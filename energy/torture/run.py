@@ -37,6 +37,7 @@ class Report:
     lost_answers_replayed: int
     faults: dict[str, int]
     kills_in_flight: int
+    answers_dropped: int
     faults_not_injected: list[str]
     violations: list[str]
     duration_seconds: float
@@ -86,6 +87,7 @@ def run_torture(config: TortureConfig) -> Report:
         lost_answers_replayed=sum(1 for k in history.keys.values() if _first_final(k) == "replayed"),
         faults={kind: injector.injected[kind] for kind in FAULT_KINDS},
         kills_in_flight=history.kills_in_flight,
+        answers_dropped=Counter(a["outcome"] for k in history.keys.values() for a in k.answers)["answer_dropped"],
         faults_not_injected=injector.failed,
         violations=found,
         duration_seconds=round(time.monotonic() - began, 2),
@@ -102,7 +104,7 @@ def _validate(config: TortureConfig) -> None:
 
 
 def _spec(config: TortureConfig, seed: int) -> dict:
-    keys = ("accounts", "hot_accounts", "hot_share", "missing_share", "duplicate_share", "start_energy",
+    keys = ("accounts", "hot_accounts", "hot_share", "missing_share", "duplicate_share", "drop_answer_share", "start_energy",
             "max_amount", "lock_timeout_ms", "drain_seconds")
     return {**{k: getattr(config, k) for k in keys}, "seed": seed, "run": f"t{seed:x}"}
 

@@ -13,7 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-from energy.torture.history import ANSWER, CRASH, READY, SEND, EventLog, read_events, unfinished_request
+from energy.torture.history import (
+    ANSWER,
+    ANSWER_DROPPED,
+    CRASH,
+    READY,
+    SEND,
+    EventLog,
+    read_events,
+    unfinished_request,
+)
 
 # Pause before retrying after `unavailable`: short, since faults here heal within a second.
 RETRY_PAUSE_SECONDS = (0.02, 0.15)
@@ -69,8 +78,12 @@ def client(spec: dict) -> None:
             except Exception as exc:
                 log.write(CRASH, key=key, error=f"{type(exc).__name__}: {exc}")
                 raise
-            log.write(ANSWER, key=key, outcome=result.status, consumption_id=result.consumption_id,
-                      account=result.account_id, amount=result.amount, balance_after=result.balance_after)
+            dropped = result.status == "applied" and rng.random() < spec["drop_answer_share"]
+            log.write(ANSWER, key=key, outcome=ANSWER_DROPPED if dropped else result.status,
+                      consumption_id=result.consumption_id, account=result.account_id, amount=result.amount,
+                      balance_after=result.balance_after)
+            if dropped:
+                continue
             if result.status == "applied":
                 applied.append(request)
             break
