@@ -16,6 +16,11 @@ CONNECT_TIMEOUT_S = int(os.environ.get("ENERGYCTL_CONNECT_TIMEOUT", "5"))
 LOCK_TIMEOUT_MS = int(os.environ.get("ENERGYCTL_LOCK_TIMEOUT_MS", "5000"))
 # Upper bound for any single statement, so a runaway query cannot hold locks forever.
 STATEMENT_TIMEOUT_MS = int(os.environ.get("ENERGYCTL_STATEMENT_TIMEOUT_MS", "30000"))
+# Executions of one statement after which psycopg prepares it on the server. Django's own
+# queries bind client-side and never prepare; the consume path asks for it explicitly, so its
+# statements are parsed and planned once per connection instead of inside every row lock.
+# "off" for poolers that cannot hold prepared statements (PgBouncer before 1.21).
+PREPARE_THRESHOLD = os.environ.get("ENERGYCTL_PREPARE_THRESHOLD", "5")
 
 
 def database_settings(url: str | None) -> dict:
@@ -38,5 +43,7 @@ def database_settings(url: str | None) -> dict:
 
 def _bound_postgres_waits(options: dict) -> None:
     options.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    if PREPARE_THRESHOLD != "off":
+        options.setdefault("prepare_threshold", int(PREPARE_THRESHOLD))
     bounds = f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
     options["options"] = f"{options['options']} {bounds}" if options.get("options") else bounds

@@ -25,6 +25,8 @@ from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from psycopg import Cursor
+from psycopg.types.numeric import Int8
 
 from energy.application.guard import database_guard
 from energy.domain.exceptions import (
@@ -118,20 +120,37 @@ def _consume(account_id: int, amount: int, key: str) -> ConsumeResult:
 
 def lock_balances(account_ids: list[int]) -> dict[int, int]:
     """Lock the accounts' rows (in id order, so two lockers never deadlock); their balances by id."""
-    sql, _ = _lock_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [sorted(set(account_ids))])
-        return dict(cursor.fetchall())
+    if len(account_ids) == 1:
+        rows = prepared(_lock_one_sql(), [Int8(account_ids[0])])
+    else:
+        rows = prepared(_lock_many_sql(), [[Int8(i) for i in sorted(set(account_ids))]])
+    return dict(rows)
+
+
+def _locking_queryset():
+    return Account.objects.select_for_update().order_by("pk").values_list("pk", "energy")
 
 
 @functools.cache
-def _lock_sql() -> tuple[str, tuple]:
+def _lock_one_sql() -> str:
     # select_for_update() only compiles inside a transaction; compiled once, reused per call.
-    queryset = Account.objects.select_for_update().filter(pk__in=[0]).order_by("pk").values_list("pk", "energy")
-    sql, params = queryset.query.sql_with_params()
+    return _locking_queryset().filter(pk=0).query.sql_with_params()[0]
+
+
+@functools.cache
+def _lock_many_sql() -> str:
+    sql = _locking_queryset().filter(pk__in=[0]).query.sql_with_params()[0]
     if sql.count("IN (%s)") != 1:  # pragma: no cover - a Django upgrade changed the SQL
         raise RuntimeError(f"unexpected locking SQL: {sql}")
-    return sql.replace("IN (%s)", "= ANY(%s)"), params
+    return sql.replace("IN (%s)", "= ANY(%s)")
+
+
+def prepared(sql: str, params) -> list[tuple]:
+    """Run ``sql`` as a server-side prepared statement on Django's connection, in its transaction."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall()
 
 
 _RECORD_AND_DEDUCT = f"""
@@ -157,15 +176,13 @@ def _record_and_deduct(account_id: int, amount: int, key: str, balance_after: in
     The earlier record is None when it was committed while this statement ran (it is then
     invisible to the statement's snapshot): the caller looks it up again.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _RECORD_AND_DEDUCT,
-            {"account_id": account_id, "amount": amount, "key": key, "balance_after": balance_after},
-        )
-        row = cursor.fetchone()
-    if row is None:
+    rows = prepared(
+        _RECORD_AND_DEDUCT,
+        {"account_id": Int8(account_id), "amount": Int8(amount), "key": key, "balance_after": Int8(balance_after)},
+    )
+    if not rows:
         return False, None
-    return row[0], row[1:]
+    return rows[0][0], rows[0][1:]
 
 
 def earlier_record(key: str) -> tuple | None:
