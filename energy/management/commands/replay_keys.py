@@ -1,0 +1,24 @@
+"""``manage.py replay_keys``: the same operation as ``energyctl replay``."""
+
+from django.core.management.base import BaseCommand
+
+from energy.management.commands._adapter import finish, output_for
+from energyctl.replay_cmd import DEFAULT_CHUNK, DEFAULT_SHOWN_FAILURES, run_replay
+
+
+class Command(BaseCommand):
+    help = ("Apply every request of a JSON Lines file (or - for stdin) exactly once and count the outcomes. "
+            "Example: manage.py replay_keys requests.jsonl")
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="JSON Lines file of requests, or - for stdin.")
+        parser.add_argument("--json", action="store_true", help="Print the summary as one JSON document.")
+        parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help="Requests per batch.")
+        parser.add_argument("--show-failures", type=int, default=DEFAULT_SHOWN_FAILURES,
+                            help="Report at most this many failed lines on stderr.")
+
+    def handle(self, *args, **options):
+        out = output_for(self, options["json"])
+        code = run_replay(out, options["file"], chunk_size=max(1, options["chunk_size"]),
+                          show_failures=max(0, options["show_failures"]))
+        finish(code, "some lines were not applied or replayed")

@@ -1,0 +1,91 @@
+"""``energyctl consume`` and ``energyctl balance``: one request, its outcome and exit code."""
+
+from __future__ import annotations
+
+import typer
+
+from energy.domain.exceptions import EnergyError
+from energy.domain.requests import ConsumeRequest, parse_account_id
+from energyctl.bootstrap import prepare_database
+from energyctl.output import EXIT_CODES, OUTCOME_STYLE, Output, escape
+
+JSON_HELP = "Print one JSON document on stdout (success or error) instead of tables."
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog="Example: energyctl consume --account 1 --amount 30 --key order-17")(consume)
+    app.command(epilog="Example: energyctl balance --account 1 --json")(balance)
+
+
+def consume(
+    account: str = typer.Option(..., "--account", help="Account id (positive integer)."),
+    amount: str = typer.Option(..., "--amount", help="Energy to spend (positive integer)."),
+    key: str = typer.Option(..., "--key", help="Idempotency key: 1-255 characters; reuse it to retry safely."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Spend energy from an account exactly once per idempotency key.
+
+    Exit 0 applied or replayed, 2 invalid input, 3 insufficient energy, 4 no such account, \
+5 key already used for another request, 75 database unavailable (retry with the same key).
+    """
+    raise typer.Exit(run_consume(Output(as_json=as_json), account, amount, key))
+
+
+def run_consume(out: Output, account: str, amount: str, key: str) -> int:
+    try:
+        request = ConsumeRequest.from_text(account, amount, key)
+        prepare_database()
+        from energy.application.consume import consume as consume_use_case
+
+        result = consume_use_case(
+            account_id=request.account_id, amount=request.amount, idempotency_key=request.idempotency_key
+        )
+    except EnergyError as exc:
+        return out.fail(exc)
+    if out.as_json:
+        out.document(result.to_dict())
+    else:
+        _show_result(out, result)
+    return EXIT_CODES[result.status]
+
+
+def balance(
+    account: str = typer.Option(..., "--account", help="Account id (positive integer)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show the energy left on an account. Exit 4 if there is no such account."""
+    raise typer.Exit(run_balance(Output(as_json=as_json), account))
+
+
+def run_balance(out: Output, account: str) -> int:
+    try:
+        account_id = parse_account_id(account)
+        prepare_database()
+        from energy.application.accounts import get_balance
+
+        energy = get_balance(account_id=account_id)
+    except EnergyError as exc:
+        return out.fail(exc)
+    if out.as_json:
+        out.document({"account_id": account_id, "energy": energy})
+    else:
+        out.out.print(f"Account [bold]{account_id}[/] has [bold]{energy}[/] energy.")
+    return 0
+
+
+def _show_result(out: Output, result) -> None:
+    from rich.table import Table
+
+    style = OUTCOME_STYLE[result.status]
+    heading = "applied" if result.status == "applied" else "replayed: already applied earlier, nothing changed"
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), title_justify="left",
+                  title=f"[bold {style}]{heading}[/]")
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("account", str(result.account_id))
+    table.add_row("amount", str(result.amount))
+    table.add_row("balance after", str(result.balance_after))
+    table.add_row("key", escape(result.idempotency_key))
+    table.add_row("consumption", str(result.consumption_id))
+    table.add_row("recorded at", result.created_at.isoformat())
+    out.out.print(table)

@@ -1,0 +1,86 @@
+"""Where outcomes become exit codes and text: rich for people, one JSON document for programs.
+
+Everything meant for people who read results goes to stdout through rich; every error goes
+to stderr. With ``--json`` stdout carries exactly one JSON document, success or error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+from rich.console import Console
+
+from energy.domain.exceptions import EnergyError, InvalidRequest
+
+# The one table from outcome to exit code (see the contract). 75 is EX_TEMPFAIL: retry later.
+EXIT_CODES = {
+    "applied": 0,
+    "replayed": 0,
+    "invalid_request": 2,
+    "insufficient_energy": 3,
+    "account_not_found": 4,
+    "idempotency_key_mismatch": 5,
+    "unavailable": 75,
+}
+# Not outcomes of one request, but of a whole command.
+EXIT_FAILED = 1
+EXIT_REPLAY_INCOMPLETE = 6
+EXIT_CONFIG = 78  # EX_CONFIG: the environment refuses a setting, e.g. production without a secret key
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+OUTCOME_STYLE = {
+    "applied": "green",
+    "replayed": "cyan",
+    "insufficient_energy": "yellow",
+    "account_not_found": "yellow",
+    "idempotency_key_mismatch": "magenta",
+    "invalid_request": "red",
+    "unavailable": "red",
+}
+
+
+def error_document(error: str, detail: str, fields: dict | None = None) -> dict:
+    """The contract's error body, the same object the HTTP API answers with."""
+    document = {"status": "error", "error": error, "detail": detail}
+    if fields is not None:
+        document["fields"] = fields
+    return document
+
+
+class Output:
+    """The two streams of one command run and whether stdout speaks JSON."""
+
+    def __init__(self, *, as_json: bool = False, stdout: IO[str] | None = None, stderr: IO[str] | None = None):
+        self.as_json = as_json
+        # file=None makes rich look sys.stdout/sys.stderr up on every write, so test
+        # runners that swap the streams see the output.
+        self.out = Console(file=stdout, highlight=False, soft_wrap=True)
+        self.err = Console(file=stderr, stderr=stderr is None, highlight=False, soft_wrap=True)
+
+    def document(self, data: Any) -> None:
+        self.out.file.write(json.dumps(data) + "\n")
+        self.out.file.flush()
+
+    def fail(self, exc: EnergyError) -> int:
+        """Report a failed outcome once and return its exit code."""
+        fields = exc.fields if isinstance(exc, InvalidRequest) else None
+        return self.problem(exc.outcome, exc.detail, fields, EXIT_CODES[exc.outcome])
+
+    def problem(self, error: str, detail: str, fields: dict | None, code: int) -> int:
+        if self.as_json:
+            self.document(error_document(error, detail, fields))
+        else:
+            self.err.print(f"[bold red]{error}[/]: {escape(detail)}")
+        return code
+
+    def note(self, text: str) -> None:
+        """A remark for people, never on stdout, silent nowhere: stderr is for diagnostics."""
+        self.err.print(text)
+
+
+def escape(text: str) -> str:
+    """User data shown through rich must not be read as markup (a key like ``[red]``)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
