@@ -43,7 +43,7 @@ def race_demo(
 
 def run_race(out: Output, *, workers: int = DEFAULT_WORKERS, balance: int = DEFAULT_BALANCE,
              amount: int = DEFAULT_AMOUNT, scenarios: list[str] | None = None) -> int:
-    from energy.race import SCENARIOS, DemoUnsupported, run_demo
+    from energy.race import SCENARIOS, DemoError, DemoUnsupported, run_demo
 
     try:
         unknown = [name for name in scenarios or () if name not in SCENARIOS]
@@ -55,6 +55,8 @@ def run_race(out: Output, *, workers: int = DEFAULT_WORKERS, balance: int = DEFA
         return out.fail(exc)
     except DemoUnsupported as exc:
         return out.problem("unsupported", str(exc), None, EXIT_FAILED)
+    except DemoError as exc:
+        return out.problem("demo_failed", str(exc), None, EXIT_FAILED)
     if out.as_json:
         out.document(report.to_dict())
     else:

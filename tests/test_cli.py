@@ -1,0 +1,223 @@
+"""The energyctl command line, in process: every command, every exit code, JSON and human output."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from energyctl.app import app
+from energyctl.output import EXIT_CODES
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+runner = CliRunner()
+
+
+def invoke(*args, **kwargs):
+    return runner.invoke(app, list(args), **kwargs)
+
+
+def one_json_document(result) -> dict:
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.output
+    return json.loads(lines[0])
+
+
+@pytest.fixture
+def accounts():
+    from energy.application.accounts import seed_accounts
+
+    seed_accounts(count=2, energy=100)
+
+
+def test_consume_applies_and_prints_the_contract_result(accounts):
+    result = invoke("consume", "--account", "1", "--amount", "30", "--key", "k1", "--json")
+
+    assert result.exit_code == 0, result.output
+    body = one_json_document(result)
+    assert body["status"] == "applied"
+    assert (body["account_id"], body["amount"], body["idempotency_key"], body["balance_after"]) == (1, 30, "k1", 70)
+    assert set(body) == {"status", "consumption_id", "account_id", "amount", "idempotency_key", "balance_after",
+                         "created_at"}
+
+
+def test_consume_retry_is_replayed_with_the_original_result(accounts):
+    first = one_json_document(invoke("consume", "--account", "1", "--amount", "30", "--key", "k1", "--json"))
+    invoke("consume", "--account", "1", "--amount", "50", "--key", "k2")
+    retry = invoke("consume", "--account", "1", "--amount", "30", "--key", "k1", "--json")
+
+    assert retry.exit_code == 0, retry.output
+    assert one_json_document(retry) == {**first, "status": "replayed"}
+
+
+def test_consume_prints_a_table_for_people(accounts):
+    result = invoke("consume", "--account", "1", "--amount", "30", "--key", "k1")
+
+    assert result.exit_code == 0, result.output
+    assert "applied" in result.stdout and "70" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "args, outcome",
+    [
+        (("--account", "1", "--amount", "101", "--key", "big"), "insufficient_energy"),
+        (("--account", "9", "--amount", "1", "--key", "nobody"), "account_not_found"),
+        (("--account", "1", "--amount", "0", "--key", "zero"), "invalid_request"),
+        (("--account", "1", "--amount", "1.5", "--key", "float"), "invalid_request"),
+        (("--account", "1", "--amount", "99999999999999999999", "--key", "huge"), "invalid_request"),
+        (("--account", "1", "--amount", "1", "--key", ""), "invalid_request"),
+        (("--account", "1", "--amount", "1", "--key", "nul\x00"), "invalid_request"),
+    ],
+)
+def test_each_failed_outcome_has_its_exit_code_and_one_json_error(accounts, args, outcome):
+    result = invoke("consume", *args, "--json")
+
+    assert result.exit_code == EXIT_CODES[outcome], result.output
+    body = one_json_document(result)
+    assert body["status"] == "error" and body["error"] == outcome, body
+    assert body["detail"]
+
+
+def test_key_reused_for_another_amount_exits_5(accounts):
+    invoke("consume", "--account", "1", "--amount", "30", "--key", "k1")
+    result = invoke("consume", "--account", "1", "--amount", "31", "--key", "k1")
+
+    assert result.exit_code == 5, result.output
+    assert "idempotency_key_mismatch" in result.stderr
+    assert result.stdout == ""
+
+
+def test_invalid_request_names_each_field(accounts):
+    body = one_json_document(invoke("consume", "--account", "x", "--amount", "-3", "--key", "k", "--json"))
+
+    assert set(body["fields"]) == {"account_id", "amount"}
+
+
+def test_errors_go_to_stderr_for_people(accounts):
+    result = invoke("consume", "--account", "1", "--amount", "500", "--key", "k1")
+
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    assert "insufficient_energy" in result.stderr and "100" in result.stderr
+
+
+def test_balance_shows_energy_and_exits_4_when_missing(accounts):
+    invoke("consume", "--account", "1", "--amount", "30", "--key", "k1")
+
+    assert one_json_document(invoke("balance", "--account", "1", "--json")) == {"account_id": 1, "energy": 70}
+    assert "70" in invoke("balance", "--account", "1").stdout
+    missing = invoke("balance", "--account", "3", "--json")
+    assert missing.exit_code == 4, missing.output
+    assert one_json_document(missing)["error"] == "account_not_found"
+    assert invoke("balance", "--account", "-1").exit_code == 2
+
+
+def test_seed_creates_missing_accounts_and_leaves_existing_ones(accounts):
+    invoke("consume", "--account", "1", "--amount", "30", "--key", "k1")
+    result = invoke("seed", "--accounts", "4", "--energy", "50", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert one_json_document(result) == {"accounts": 4, "created": 2, "existing": 2, "energy": 50}
+    assert one_json_document(invoke("balance", "--account", "1", "--json"))["energy"] == 70
+    assert one_json_document(invoke("balance", "--account", "4", "--json"))["energy"] == 50
+
+
+def test_seed_refuses_nonsense_with_exit_2():
+    result = invoke("seed", "--accounts", "0", "--energy", "-5", "--json")
+
+    assert result.exit_code == 2, result.output
+    assert set(one_json_document(result)["fields"]) == {"accounts", "energy"}
+
+
+def test_usage_error_is_one_line_on_stderr_without_traceback():
+    result = invoke("consume", "--acount", "1")
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--acount" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_error_with_json_still_prints_one_json_document():
+    result = invoke("seed", "--accounts", "many", "--energy", "1", "--json")
+
+    assert result.exit_code == 2
+    assert one_json_document(result)["error"] == "invalid_request"
+
+
+def test_unexpected_failure_is_one_redacted_line_and_exit_1(accounts, monkeypatch):
+    from energy.application import accounts as use_cases
+
+    def broken(**kwargs):
+        raise RuntimeError("server said: password=hunter2 is wrong")
+
+    monkeypatch.setattr(use_cases, "get_balance", broken)
+    result = invoke("balance", "--account", "1")
+
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "RuntimeError" in result.stderr and "hunter2" not in result.stderr
+
+
+def test_every_command_has_help_with_an_example():
+    from typer.main import get_command
+
+    def walk(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    for path, command in walk(get_command(app), []):
+        result = invoke(*path, "--help")
+        assert result.exit_code == 0, (path, result.output)
+        assert command.help or command.short_help, path
+        if not getattr(command, "commands", None) and path[-1] != "torture":
+            assert "Example" in result.stdout, path
+
+
+def test_db_status_names_the_embedded_server(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    facts = one_json_document(invoke("db", "status", "--json"))
+
+    assert facts["database"] == "embedded"
+    assert facts["running"] is True and facts["pid"] > 0
+
+
+def test_db_status_never_prints_a_password(monkeypatch):
+    from django.db import connection
+
+    if connection.settings_dict["ENGINE"] != "energy.db.embedded":
+        pytest.skip("the suite's own DATABASE_URL decides the connection here")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bob:hunter2@db.example:6543/energy")
+    result = invoke("db", "status")
+    facts = one_json_document(invoke("db", "status", "--json"))
+
+    assert "hunter2" not in result.output
+    assert facts["url"] == "postgresql://bob:***@db.example:6543/energy"
+    assert (facts["host"], facts["port"], facts["name"], facts["user"]) == ("db.example", 6543, "energy", "bob")
+
+
+def test_migrate_reports_an_up_to_date_schema():
+    result = invoke("migrate")
+
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.stdout
+
+
+def test_serve_in_production_refuses_to_start_without_a_secret_key(monkeypatch):
+    monkeypatch.delenv("ENERGYCTL_SECRET_KEY", raising=False)
+    result = invoke("serve", "--production")
+
+    assert result.exit_code == 78, result.output
+    assert "ENERGYCTL_SECRET_KEY" in result.stderr
+
+
+def test_serve_in_production_refuses_debug_mode(monkeypatch):
+    monkeypatch.setenv("ENERGYCTL_SECRET_KEY", "x" * 50)
+    monkeypatch.setenv("ENERGYCTL_ENV", "production")
+    monkeypatch.setenv("ENERGYCTL_DEBUG", "1")
+    result = invoke("serve")
+
+    assert result.exit_code == 78, result.output
+    assert "debug" in result.stderr
