@@ -1,0 +1,137 @@
+"""The consume use case with one protection taken out: for the race demo only, never for real.
+
+Each variant runs in a demo process against the demo tables its scenario made for it (found
+through the process's ``search_path``), reports each statement with ``say`` and stops at
+``pause`` where the coordinator lines it up against another process. Raw SQL keeps every
+statement visible; the comments name the ORM call each one stands for.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, connection, transaction
+
+
+def without_row_lock(demo, tables: str, account_id: int, amount: int, key: str) -> str:
+    """No select_for_update(): two processes can both read the balance before either deducts."""
+    t = _Tables(tables)
+    with transaction.atomic():
+        balance = t.read(account_id, lock=False)
+        demo.say(f"reads {balance} (no FOR UPDATE, so no lock)")
+        demo.pause()
+        if balance < amount:
+            demo.say(f"refuses: {balance} < {amount}")
+            return "insufficient_energy"
+        t.record(account_id, amount, key, balance - amount)
+        demo.say(f"checks {balance} >= {amount}, records {amount} for key {key}")
+        after = t.deduct(account_id, amount)
+        demo.say(f"deducts in SQL (energy = energy - {amount}): balance {after}")
+        demo.pause()
+    demo.say("commits")
+    return "applied"
+
+
+def without_unique_key(demo, tables: str, account_id: int, amount: int, key: str) -> str:
+    """No UNIQUE on the key: the insert that should refuse a second use of the key succeeds."""
+    t = _Tables(tables)
+    with transaction.atomic():
+        balance = t.read(account_id, lock=True)
+        demo.say(f"locks the row, reads {balance}")
+        demo.pause()
+        if balance < amount:
+            demo.say(f"refuses: {balance} < {amount}")
+            return "insufficient_energy"
+        t.record(account_id, amount, key, balance - amount)
+        after = t.deduct(account_id, amount)
+        demo.say(f"records key {key} (nothing refuses a used key), deducts {amount}: balance {after}")
+        demo.pause()
+    demo.say("commits")
+    return "applied"
+
+
+def without_transaction(demo, tables: str, account_id: int, amount: int, key: str) -> str:
+    """No transaction.atomic(): each statement commits on its own, so a crash can split the writes."""
+    t = _Tables(tables)
+    balance = t.read(account_id, lock=True)
+    demo.say(f"reads {balance} (FOR UPDATE, but autocommit drops the lock at once)")
+    if balance < amount:
+        demo.say(f"refuses: {balance} < {amount}")
+        return "insufficient_energy"
+    try:
+        t.record(account_id, amount, key, balance - amount)
+    except IntegrityError:
+        earlier_amount, earlier_after = t.earlier(key)
+        demo.say(
+            f"records key {key}: UNIQUE refuses, so it answers replayed "
+            f"(balance_after {earlier_after}) and deducts nothing"
+        )
+        return "replayed"
+    demo.say(f"records {amount} for key {key}, committed on its own")
+    demo.pause()
+    after = t.deduct(account_id, amount)
+    demo.say(f"deducts {amount}: balance {after}, committed on its own")
+    return "applied"
+
+
+def with_stale_balance(demo, tables: str, account_id: int, amount: int, key: str) -> str:
+    """No F(): the new balance is computed in Python from a value read before the write."""
+    t = _Tables(tables)
+    # Account.objects.get(pk=…): the instance keeps this value for as long as it lives.
+    balance = t.read(account_id, lock=False)
+    demo.say(f"reads {balance} into a Python object")
+    demo.pause()
+    with transaction.atomic():
+        t.read(account_id, lock=True)
+        demo.say(f"locks the row, but keeps the {balance} it read before")
+        if balance < amount:
+            demo.say(f"refuses: {balance} < {amount}")
+            return "insufficient_energy"
+        t.record(account_id, amount, key, balance - amount)
+        # account.energy -= amount; account.save()
+        t.overwrite(account_id, balance - amount)
+        demo.say(f"records {amount}, saves balance {balance - amount} ({balance} - {amount} computed in Python)")
+        demo.pause()
+    demo.say("commits")
+    return "applied"
+
+
+class _Tables:
+    """The SQL of one scenario's demo tables: ``<prefix>_account`` and ``<prefix>_consumption``."""
+
+    def __init__(self, prefix: str):
+        self.account = connection.ops.quote_name(f"{prefix}_account")
+        self.consumption = connection.ops.quote_name(f"{prefix}_consumption")
+
+    def read(self, account_id: int, *, lock: bool) -> int:
+        # Account.objects[.select_for_update()].values_list("energy", flat=True).get(pk=…)
+        lock_clause = " FOR UPDATE" if lock else ""
+        return self._one(f"SELECT energy FROM {self.account} WHERE id = %s{lock_clause}", [account_id])
+
+    def record(self, account_id: int, amount: int, key: str, balance_after: int) -> None:
+        # Consumption.objects.create(…)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {self.consumption} (account_id, amount, idempotency_key, balance_after) "
+                "VALUES (%s, %s, %s, %s)",
+                [account_id, amount, key, balance_after],
+            )
+
+    def deduct(self, account_id: int, amount: int) -> int:
+        # Account.objects.filter(pk=…).update(energy=F("energy") - amount)
+        return self._one(
+            f"UPDATE {self.account} SET energy = energy - %s WHERE id = %s RETURNING energy", [amount, account_id]
+        )
+
+    def overwrite(self, account_id: int, balance: int) -> int:
+        return self._one(f"UPDATE {self.account} SET energy = %s WHERE id = %s RETURNING energy", [balance, account_id])
+
+    def earlier(self, key: str) -> tuple[int, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT amount, balance_after FROM {self.consumption} WHERE idempotency_key = %s", [key]
+            )
+            return cursor.fetchone()
+
+    def _one(self, sql: str, params: list) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]

@@ -1,0 +1,67 @@
+"""One demo process: its own database connection, running programs one step at a time.
+
+The coordinator sends ``("run", program, kwargs)``; a program reports what it did with
+``say`` and stops at each ``pause`` until the coordinator sends ``("go",)``. That is how two
+processes are lined up at exactly the step where a missing protection lets them collide.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+class Channel:
+    """The program's side of the pipe to the coordinator."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def say(self, text: str) -> None:
+        self._conn.send(("event", text))
+
+    def pause(self) -> None:
+        self._conn.send(("pause",))
+        message = self._conn.recv()
+        if message[0] != "go":
+            raise SystemExit(0)
+
+
+def serve(conn, db_settings: dict) -> None:
+    """Entry point of a spawned demo process; returns when told to stop or the coordinator is gone."""
+    _setup_django(db_settings)
+    from django.db import connection
+
+    from energy.race.programs import PROGRAMS
+
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        conn.send(("ready", cursor.fetchone()[0]))
+    channel = Channel(conn)
+    try:
+        while True:
+            message = conn.recv()
+            if message[0] != "run":
+                break
+            _, name, kwargs = message
+            try:
+                conn.send(("done", PROGRAMS[name](channel, **kwargs)))
+            except Exception as exc:  # reported to the coordinator, which fails the demo with it
+                conn.send(("error", f"{type(exc).__name__}: {exc}".strip()))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass
+    finally:
+        connection.close()
+
+
+def _setup_django(db_settings: dict) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+    import django
+
+    django.setup()
+    # One log line per consume would drown the demo's own output.
+    logging.getLogger("energy").setLevel(logging.WARNING)
+    from django.db import connections
+
+    connections["default"].settings_dict.update(db_settings)
