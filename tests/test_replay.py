@@ -1,0 +1,158 @@
+"""Replaying JSON Lines files: each request applied exactly once, bad lines counted, never fatal."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from energy.application.replay import ReplayInterrupted, replay
+from energyctl.app import app
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def accounts():
+    from energy.application.accounts import seed_accounts
+
+    seed_accounts(count=3, energy=100)
+
+
+def line(account_id, amount, key) -> str:
+    return json.dumps({"account_id": account_id, "amount": amount, "idempotency_key": key})
+
+
+def balance(account_id: int) -> int:
+    from energy.models import Account
+
+    return Account.objects.get(pk=account_id).energy
+
+
+def summary_of(result) -> dict:
+    assert result.stdout.count("\n") == 1, result.output
+    return json.loads(result.stdout)
+
+
+MIXED = "\n".join(
+    [
+        line(1, 10, "a"),
+        line(1, 10, "a"),  # the same request again: replayed
+        "",
+        "{not json",
+        line(2, 500, "too-much"),
+        line(9, 1, "nobody"),
+        line(1, 11, "a"),  # key reused for another amount
+        json.dumps({"account_id": 1, "amount": 1.5, "idempotency_key": "float"}),
+        line(3, 20, "b"),
+        "   ",
+    ]
+) + "\n"
+
+
+def test_replay_counts_every_outcome_and_exits_6_when_a_line_failed(accounts, tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(MIXED)
+    result = runner.invoke(app, ["replay", str(path), "--json"])
+
+    assert result.exit_code == 6, result.output
+    summary = summary_of(result)
+    assert summary.pop("seconds") >= 0
+    assert summary == {"total": 8, "applied": 2, "replayed": 1, "insufficient_energy": 1, "account_not_found": 1,
+                       "idempotency_key_mismatch": 1, "invalid_request": 2, "unavailable": 0}
+    assert (balance(1), balance(2), balance(3)) == (90, 100, 80)
+
+
+def test_replay_reports_failed_lines_with_their_numbers_on_stderr(accounts, tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(MIXED)
+    result = runner.invoke(app, ["replay", str(path)])
+
+    assert "line 4: invalid_request" in result.stderr
+    assert "line 7: idempotency_key_mismatch" in result.stderr
+    assert "line 8: invalid_request: amount: must be an integer" in result.stderr
+    assert "applied" in result.stdout and "total" in result.stdout
+
+
+def test_rerunning_the_same_file_applies_nothing_twice(accounts, tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(line(1 + i % 3, 5, f"k{i}") + "\n" for i in range(30)))
+
+    first = summary_of(runner.invoke(app, ["replay", str(path), "--json", "--chunk-size", "7"]))
+    again = runner.invoke(app, ["replay", str(path), "--json"])
+
+    assert first["applied"] == 30
+    assert again.exit_code == 0, again.output
+    assert summary_of(again)["replayed"] == 30 and summary_of(again)["applied"] == 0
+    assert (balance(1), balance(2), balance(3)) == (50, 50, 50)
+
+
+def test_replay_reads_stdin_when_the_file_is_a_dash(accounts):
+    result = runner.invoke(app, ["replay", "-", "--json"], input=line(1, 25, "s1") + "\n" + line(2, 5, "s2") + "\n")
+
+    assert result.exit_code == 0, result.output
+    assert summary_of(result)["applied"] == 2
+    assert balance(1) == 75
+
+
+def test_a_missing_file_is_an_invalid_request(tmp_path):
+    result = runner.invoke(app, ["replay", str(tmp_path / "absent.jsonl"), "--json"])
+
+    assert result.exit_code == 2, result.output
+    body = summary_of(result)
+    assert body["error"] == "invalid_request" and "file" in body["fields"]
+
+
+def test_an_interrupted_replay_keeps_what_was_done_and_the_rerun_finishes_it(accounts):
+    def lines_then_ctrl_c():
+        for i in range(10):
+            yield line(1, 1, f"i{i}")
+        raise KeyboardInterrupt
+
+    with pytest.raises(ReplayInterrupted) as stopped:
+        replay(lines_then_ctrl_c(), chunk_size=4)
+
+    assert stopped.value.summary.counts["applied"] == 8
+    rerun = replay((line(1, 1, f"i{i}") for i in range(10)), chunk_size=4)
+    assert (rerun.counts["replayed"], rerun.counts["applied"]) == (8, 2)
+    assert balance(1) == 90
+
+
+def test_ctrl_c_exits_130_with_one_line_after_the_summary(accounts, tmp_path, monkeypatch):
+    import energy.application.replay as module
+
+    calls = []
+
+    def stop_on_second_chunk(requests):
+        calls.append(len(requests))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(requests)
+
+    original = module.consume_many
+    monkeypatch.setattr(module, "consume_many", stop_on_second_chunk)
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(line(1, 1, f"c{i}") + "\n" for i in range(6)))
+    result = runner.invoke(app, ["replay", str(path), "--json", "--chunk-size", "3"])
+
+    assert result.exit_code == 130, result.output
+    assert summary_of(result)["applied"] == 3
+    assert "run the same command again" in result.stderr
+    assert balance(1) == 97
+
+
+def test_replay_applies_each_chunk_before_reading_further_lines(accounts):
+    balances_seen = []
+
+    def lines():
+        for i in range(4):
+            yield line(1, 1, f"s{i}")
+        balances_seen.append(balance(1))
+        for _ in range(1000):
+            yield "[]"
+
+    summary = replay(lines(), chunk_size=2)
+
+    assert balances_seen == [96]
+    assert summary.counts["applied"] == 4 and summary.counts["invalid_request"] == 1000
