@@ -221,3 +221,152 @@ def test_serve_in_production_refuses_debug_mode(monkeypatch):
 
     assert result.exit_code == 78, result.output
     assert "debug" in result.stderr
+
+
+# The installed console script, as a separate process: what a shell or a runbook runs.
+
+def energyctl(*args, env=None, cwd=None, timeout=60):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "energyctl"
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def test_database_url(name: str | None = None) -> str:
+    """A DATABASE_URL that reaches the suite's test database (or ``name`` on the same server)."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    from energy import embedded_pg
+
+    settings = connection.settings_dict
+    if settings["ENGINE"] == "energy.db.embedded":
+        server = embedded_pg.running()
+        host, port = str(server.socket_dir), server.port
+    else:
+        host, port = settings["HOST"], settings["PORT"] or 5432
+    auth = quote(settings["USER"], safe="")
+    if settings.get("PASSWORD"):
+        auth += ":" + quote(settings["PASSWORD"], safe="")
+    return f"postgresql://{auth}@{quote(host, safe='')}:{port}/{quote(name or settings['NAME'], safe='')}"
+
+
+test_database_url.__test__ = False
+
+
+def test_the_installed_script_consumes_from_any_directory(accounts, tmp_path):
+    env = {"DATABASE_URL": test_database_url()}
+    first = energyctl("consume", "--account", "2", "--amount", "40", "--key", "script", "--json", env=env, cwd=tmp_path)
+    again = energyctl("consume", "--account", "2", "--amount", "40", "--key", "script", "--json", env=env, cwd=tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["balance_after"] == 60
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {**json.loads(first.stdout), "status": "replayed"}
+    assert first.stderr == "" and again.stderr == ""
+
+
+def test_an_unreachable_database_exits_75_and_never_shows_the_password():
+    url = "postgresql://bob:hunter2@%2Fnonexistent-energyctl-socket:5432/energy"
+    result = energyctl("consume", "--account", "1", "--amount", "1", "--key", "k", "--json", env={"DATABASE_URL": url})
+
+    assert result.returncode == 75, result.stderr
+    assert json.loads(result.stdout)["error"] == "unavailable"
+    assert "hunter2" not in result.stdout + result.stderr
+    status = energyctl("db", "status", env={"DATABASE_URL": url})
+    assert "bob:***@" in status.stdout and "hunter2" not in status.stdout + status.stderr
+
+
+def test_a_database_without_schema_says_migrate_until_migrate_runs():
+    import uuid
+
+    from django.db import connection
+
+    name = f"energyctl_empty_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = {"DATABASE_URL": test_database_url(name)}
+        before = energyctl("consume", "--account", "1", "--amount", "1", "--key", "k", "--json", env=env)
+        migrated = energyctl("migrate", env=env)
+        after = energyctl("consume", "--account", "1", "--amount", "1", "--key", "k", "--json", env=env)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    assert before.returncode == 75, before.stderr
+    assert "energyctl migrate" in json.loads(before.stdout)["detail"]
+    assert migrated.returncode == 0, migrated.stderr
+    assert after.returncode == 4, after.stderr
+
+
+def test_a_newcomer_needs_no_setup_the_embedded_server_starts_and_migrates_itself():
+    import shutil
+    import tempfile
+
+    data = tempfile.mkdtemp(prefix="ectl-new-")
+    env = {"ENERGYCTL_PGDATA": f"{data}/pgdata", "DATABASE_URL": ""}
+    try:
+        missing = energyctl("consume", "--account", "1", "--amount", "5", "--key", "first", env=env, timeout=120)
+        seeded = energyctl("seed", "--accounts", "1", "--energy", "10", env=env)
+        applied = energyctl("consume", "--account", "1", "--amount", "5", "--key", "first", "--json", env=env)
+        running = json.loads(energyctl("db", "status", "--json", env=env).stdout)
+        stopped = energyctl("db", "stop", env=env)
+        after = json.loads(energyctl("db", "status", "--json", env=env).stdout)
+    finally:
+        energyctl("db", "stop", env=env)
+        shutil.rmtree(data, ignore_errors=True)
+
+    assert missing.returncode == 4, missing.stderr
+    assert seeded.returncode == 0, seeded.stderr
+    assert applied.returncode == 0 and json.loads(applied.stdout)["balance_after"] == 5, applied.stderr
+    assert running["running"] is True and running["data_dir"] == f"{data}/pgdata"
+    assert stopped.returncode == 0 and "Stopped" in stopped.stdout
+    assert after["running"] is False
+
+
+def test_serve_answers_http_requests_with_gunicorn(accounts):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "energyctl"), "serve", "--port", str(port), "--workers", "2"],
+        env={**os.environ, "DATABASE_URL": test_database_url()},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}/api/energy"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/accounts/1/", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None and time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.2)
+        body = json.dumps({"account_id": 1, "amount": 30, "idempotency_key": "http"}).encode()
+        answers = []
+        for _ in range(2):
+            request = urllib.request.Request(f"{base}/consume/", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answers.append((response.status, response.headers.get("Idempotent-Replayed")))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    assert answers == [(201, None), (200, "true")]
