@@ -7,10 +7,14 @@ Django model at top level, because spawned children import it before setting Dja
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -175,6 +179,43 @@ def test_unreachable_address_is_unavailable_fast_over_http_and_use_case():
     assert (http["status"], http["retry_after"]) == (503, "1"), http
     assert http["body"]["detail"] == down["detail"] and http["seconds"] < UNAVAILABLE_WITHIN_S
     session.close()
+
+
+def energyctl(*args: str, url: str) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "energyctl"
+    return subprocess.run([str(script), *args], env={**os.environ, "DATABASE_URL": url}, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "text"])
+def test_cli_consume_with_the_database_unreachable_exits_75_without_a_traceback(as_json):
+    url = f"postgresql://energy:pw-not-shown@127.0.0.1:{closed_port()}/energyctl"
+    started = time.monotonic()
+    done = energyctl("consume", "--account", "1", "--amount", "5", "--key", "k", *(["--json"] if as_json else []),
+                     url=url)
+    assert done.returncode == 75, done
+    assert time.monotonic() - started < UNAVAILABLE_WITHIN_S
+    assert "Traceback" not in done.stderr and "pw-not-shown" not in done.stdout + done.stderr
+    if as_json:
+        assert json.loads(done.stdout)["error"] == "unavailable"
+    else:
+        assert done.stdout == "" and "retry with the same idempotency key" in done.stderr
+
+
+@pytest.mark.slow
+def test_cli_retry_with_the_same_key_after_an_outage_applies_once(cluster):
+    assert energyctl("migrate", url=cluster.url).returncode == 0
+    assert energyctl("seed", "--accounts", "1", "--energy", "100", url=cluster.url).returncode == 0
+    cluster.stop()
+    consume = ("consume", "--account", "1", "--amount", "30", "--key", "outage-1", "--json")
+    assert energyctl(*consume, url=cluster.url).returncode == 75
+    cluster.ensure_up()
+    answers = [energyctl(*consume, url=cluster.url) for _ in range(2)]
+    assert [a.returncode for a in answers] == [0, 0], [(a.stdout, a.stderr) for a in answers]
+    assert [json.loads(a.stdout)["status"] for a in answers] == ["applied", "replayed"]
+    balance = energyctl("balance", "--account", "1", "--json", url=cluster.url)
+    assert json.loads(balance.stdout) == {"account_id": 1, "energy": 70}
 
 
 def _history(*answers):
