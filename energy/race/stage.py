@@ -86,7 +86,7 @@ class Stage:
                 while session.worker.poll(0):  # what it did before it had to wait
                     self._handle(session, session.worker.receive(deadline))
                 session.state, session.blocked_by = BLOCKED, holders
-                self.timeline.append(Step(session.name, f"waits: blocked by {', '.join(holders)}"))
+                self.timeline.append(Step(session.name, f"waits for the lock {' and '.join(holders)} holds"))
                 return
         raise DemoFailed(f"{session.name} neither finished nor waited for a lock within {STEP_TIMEOUT_S:.0f} s")
 
