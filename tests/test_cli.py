@@ -370,3 +370,21 @@ def test_serve_answers_http_requests_with_gunicorn(accounts):
         server.wait(timeout=30)
 
     assert answers == [(201, None), (200, "true")]
+
+
+def test_race_demo_shows_the_removed_protection_failing_next_to_the_protected_path():
+    pytest.importorskip("energy.race.demo")
+    result = invoke("race-demo", "--workers", "2", "--scenario", "protected", "--scenario", "no_unique_key", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = one_json_document(result)
+    holds = {scenario["name"]: scenario["holds"] for scenario in report["scenarios"]}
+    assert holds == {"protected": True, "no_unique_key": False}
+
+
+def test_race_demo_on_sqlite_explains_why_it_cannot_run(tmp_path):
+    pytest.importorskip("energy.race.demo")
+    result = energyctl("race-demo", "--json", env={"DATABASE_URL": f"sqlite:///{tmp_path}/demo.db"})
+
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["error"] == "unsupported"
