@@ -28,8 +28,10 @@ class Channel:
             raise SystemExit(0)
 
 
-def serve(conn, db_settings: dict) -> None:
-    """Entry point of a spawned demo process; returns when told to stop or the coordinator is gone."""
+def serve(conn, db_settings: dict, environ: dict) -> None:
+    """Entry point of a demo process; returns when told to stop or the coordinator is gone."""
+    os.environ.clear()
+    os.environ.update(environ)
     _setup_django(db_settings)
     from django.db import connection
 
