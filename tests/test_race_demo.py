@@ -216,3 +216,21 @@ def test_ok_needs_the_protected_path_to_hold_and_every_unsafe_variant_to_break()
     # An anomaly other than the one the scenario exists to show does not count.
     assert not DemoReport("postgresql 18.0", 2, [held, result("no_atomic", ["overdraw"], False)]).ok
     assert not DemoReport("postgresql 18.0", 2, []).ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_demos_at_once_each_work_in_their_own_tables():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    def one_demo(_):
+        try:
+            return run_demo(workers=2, scenarios=["protected", "no_unique_key"])
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(2) as threads:
+        reports = list(threads.map(one_demo, range(2)))
+    assert all(report.ok for report in reports), [report.to_dict() for report in reports]
+    assert demo_schemas() == []

@@ -34,7 +34,10 @@ def run_demo(
     progress = on_progress or (lambda message: None)
     started = time.monotonic()
     backend = _backend_label()
-    schema = DemoSchema.create()
+    try:
+        schema = DemoSchema.create()
+    except DatabaseError as exc:
+        raise DemoFailed(f"the demo could not create its own schema (it needs the CREATE privilege): {exc}") from exc
     failed = True
     try:
         _make_tables(schema, names)

@@ -22,7 +22,7 @@ def consume_held_open(demo, account_id: int, amount: int, key: str) -> str:
         else:
             demo.say(
                 f"consume() locks the row, reads {result.balance_after + amount}, "
-                f"records {amount}, balance {result.balance_after}"
+                f"records {amount}, balance {result.balance_after} (not committed yet)"
             )
             outcome = result.status
         demo.pause()
