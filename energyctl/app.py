@@ -1,7 +1,7 @@
 """The ``energyctl`` Typer app, built from command modules, with one place that maps failures.
 
-Each module in COMMAND_MODULES exposes ``register(app)``. Importing this module imports no
-Django and touches no database, so ``--help`` and input errors answer at once.
+Each module named in COMMANDS exposes ``register(app)``. Importing this module imports no
+Django and touches no database, so ``--help`` and input errors never wait for a server.
 """
 
 from __future__ import annotations
@@ -17,19 +17,23 @@ from typer.core import TyperGroup
 from energyctl.redact import redact_text
 from energyctl.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_CODES, Output
 
-COMMAND_MODULES = (
-    "energyctl.consume_cmd",
-    "energyctl.seed_cmd",
-    "energyctl.replay_cmd",
-    "energyctl.race_cmd",
-    "energyctl.server_cmd",
-    "energyctl.db_cmd",
-)
+# Command name -> module whose register(app) adds it. Only the module of the command being
+# run is imported, so one command does not pay for the imports of all the others.
+COMMANDS = {
+    "consume": "energyctl.consume_cmd",
+    "balance": "energyctl.consume_cmd",
+    "seed": "energyctl.seed_cmd",
+    "replay": "energyctl.replay_cmd",
+    "race-demo": "energyctl.race_cmd",
+    "migrate": "energyctl.server_cmd",
+    "serve": "energyctl.server_cmd",
+    "db": "energyctl.db_cmd",
+}
 # Commands that live in other parts of the project; a missing module just means no command.
-OPTIONAL_COMMAND_MODULES = (
-    "energyctl.bench_cmd",
-    "energyctl.torture_cmd",
-)
+OPTIONAL_COMMANDS = {
+    "bench": "energyctl.bench_cmd",
+    "torture": "energyctl.torture_cmd",
+}
 
 
 class EnergyctlGroup(TyperGroup):
@@ -87,7 +91,8 @@ def _one_line(text: str) -> str:
     return escape(" ".join(text.split()))
 
 
-def build_app() -> typer.Typer:
+def build_app(command: str | None = None) -> typer.Typer:
+    """The app with every command, or with only ``command`` when it names a known one."""
     app = typer.Typer(
         cls=EnergyctlGroup,
         name="energyctl",
@@ -99,17 +104,23 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_configure)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(app)
-    for name in OPTIONAL_COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
+    wanted = {**COMMANDS, **OPTIONAL_COMMANDS}
+    if command in wanted:
+        wanted = {command: wanted[command]}
+    for module_name in dict.fromkeys(wanted.values()):
+        module = _import(module_name, optional=module_name in OPTIONAL_COMMANDS.values())
+        if module is not None:
+            module.register(app)
     return app
+
+
+def _import(name: str, *, optional: bool):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if optional and exc.name == name:
+            return None
+        raise
 
 
 def _configure(
@@ -126,8 +137,25 @@ def _configure(
         os.environ["DATABASE_URL"] = database_url
 
 
-app = build_app()
+def __getattr__(name: str):
+    # `from energyctl.app import app` builds the whole app on demand, never at import time.
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def run() -> None:
-    app(prog_name="energyctl")
+    build_app(_requested_command(sys.argv[1:]))(prog_name="energyctl")
+
+
+def _requested_command(args: list[str]) -> str | None:
+    """The first word of the command line that is not an option (nor the value of one)."""
+    takes_value = False
+    for arg in args:
+        if takes_value:
+            takes_value = False
+        elif arg == "--database-url":
+            takes_value = True
+        elif not arg.startswith("-"):
+            return arg
+    return None

@@ -1,0 +1,127 @@
+"""Start-up cost of one-shot ``energyctl consume`` next to ``psql -c`` running the same transaction.
+
+    python -m benchmarks.cli_startup [--runs 20] [--json]
+
+Both run against a throwaway embedded PostgreSQL that is already running and migrated, so
+what is measured is the price of starting a process, connecting and running one consume.
+Each consume uses a new key, so every run really applies. Prints median and spread of wall
+time per command; exit status 1 when the median of ``energyctl consume`` misses the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# One-shot commands should feel instant; 200 ms is the limit people stop noticing.
+TARGET_MS = 200
+ENERGY = 10**12
+
+PSQL_TRANSACTION = """
+BEGIN;
+SELECT energy FROM energy_account WHERE id = 1 FOR UPDATE;
+INSERT INTO energy_consumption (account_id, amount, idempotency_key, balance_after, created_at)
+    SELECT id, 1, '{key}', energy - 1, now() FROM energy_account WHERE id = 1;
+UPDATE energy_account SET energy = energy - 1 WHERE id = 1;
+COMMIT;
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="Timed runs per command (default 20).")
+    parser.add_argument("--json", action="store_true", help="Print the figures as one JSON document.")
+    options = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="energyctl-startup-"))
+    env = {**os.environ, "ENERGYCTL_PGDATA": str(root / "pgdata")}
+    env.pop("DATABASE_URL", None)
+    try:
+        figures = measure(env, options.runs)
+    finally:
+        subprocess.run([*energyctl(), "db", "stop"], env=env, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+    consume_median = figures["energyctl consume"]["median_ms"]
+    if options.json:
+        print(json.dumps({"runs": options.runs, "target_ms": TARGET_MS, "load_average": os.getloadavg()[0],
+                          "commands": figures}))
+    else:
+        for name, stats in figures.items():
+            print(f"{name:30} median {stats['median_ms']:7.1f} ms  min {stats['min_ms']:7.1f}  "
+                  f"max {stats['max_ms']:7.1f}  cpu {stats['median_cpu_ms']:7.1f} ms")
+        verdict = "meets" if consume_median <= TARGET_MS else "misses"
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+              f"energyctl consume {verdict} the {TARGET_MS} ms target "
+              f"({consume_median - figures['psql -c (same transaction)']['median_ms']:.0f} ms more than psql)")
+    return 0 if consume_median <= TARGET_MS else 1
+
+
+def measure(env: dict, runs: int) -> dict:
+    # The first consume starts the server and migrates; it is the set-up, not a sample.
+    subprocess.run([*energyctl(), "consume", "--account", "1", "--amount", "1", "--key", "warm-up"],
+                   env=env, capture_output=True)
+    check([*energyctl(), "seed", "--accounts", "1", "--energy", str(ENERGY)], env)
+    psql = psql_command(env)
+    commands = {
+        "python -c pass": lambda i: [sys.executable, "-c", "pass"],
+        "energyctl --help": lambda i: [*energyctl(), "--help"],
+        "energyctl consume (bad input)": lambda i: [*energyctl(), "consume", "--account", "x", "--amount", "1",
+                                                     "--key", "k"],
+        "energyctl consume": lambda i: [*energyctl(), "consume", "--account", "1", "--amount", "1",
+                                        "--key", f"startup-{i}", "--json"],
+        "psql -c (same transaction)": lambda i: [*psql, "-c", PSQL_TRANSACTION.format(key=f"psql-{i}")],
+    }
+    return {name: timed(command, env, runs, expect_failure="bad input" in name) for name, command in commands.items()}
+
+
+def timed(command, env: dict, runs: int, expect_failure: bool = False) -> dict:
+    wall, cpu = [], []
+    for i in range(runs):
+        before = _children_cpu()
+        started = time.perf_counter()
+        done = subprocess.run(command(i), env=env, capture_output=True, text=True)
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((_children_cpu() - before) * 1000)
+        if (done.returncode != 0) != expect_failure:
+            raise SystemExit(f"{' '.join(command(i))} exited {done.returncode}: {done.stderr.strip()}")
+    return {"median_ms": round(statistics.median(wall), 1), "min_ms": round(min(wall), 1),
+            "max_ms": round(max(wall), 1), "median_cpu_ms": round(statistics.median(cpu), 1)}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of waited-for children: unlike wall time, barely moved by other load on the machine."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def energyctl() -> list[str]:
+    return [str(Path(sys.executable).parent / "energyctl")]
+
+
+def psql_command(env: dict) -> list[str]:
+    from energy import embedded_pg
+
+    server = embedded_pg.running(Path(env["ENERGYCTL_PGDATA"]))
+    if server is None:
+        raise SystemExit("the embedded PostgreSQL did not start")
+    return [str(embedded_pg.binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(server.socket_dir),
+            "-p", str(server.port), "-U", "postgres", "-d", embedded_pg.DATABASE_NAME]
+
+
+def check(command: list[str], env: dict) -> None:
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
