@@ -7,12 +7,14 @@ Four protections work together, each against its own failure:
 - an ``F()``-style deduction (``energy = energy - amount``): the new balance is computed by the
   database, never written back from a value Python read earlier.
 
-On PostgreSQL a consume is four round trips: BEGIN, the row lock, one statement that records
-and deducts, COMMIT. That statement inserts with ``ON CONFLICT DO NOTHING`` on the key's UNIQUE
-constraint, so a replay needs no exception, no rollback and no savepoint; the lookup of the
-earlier record in it only runs when the insert did nothing, so the happy path pays nothing for
-idempotency. Statements are compiled from the ORM once per process, not once per call: on a
-hot account the row lock is held for as long as the client takes between statements.
+On PostgreSQL a consume is one statement inside that transaction, built around the ORM's
+``select_for_update()`` query: it locks the row, checks the balance, inserts the record with
+``ON CONFLICT DO NOTHING`` on the key's UNIQUE constraint and deducts. A replay therefore
+needs no exception, no rollback and no savepoint, and the lookup of the earlier record in
+the statement only runs when the insert did nothing, so the happy path pays nothing for
+idempotency. The statement is prepared on the server once per connection and is sent in
+pipeline mode together with COMMIT: on a hot account the row lock is held only while the
+server works, never while this process is waiting to be scheduled.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -101,40 +104,56 @@ def consume(*, account_id: int, amount: int, idempotency_key: str) -> ConsumeRes
 def _consume(account_id: int, amount: int, key: str) -> ConsumeResult:
     if connection.vendor != "postgresql":
         return _consume_portable(account_id, amount, key)
-    earlier = None
-    with transaction.atomic():
-        balance = lock_balances([account_id]).get(account_id)
-        if balance is not None and balance >= amount:
-            inserted, earlier = _record_and_deduct(account_id, amount, key, balance - amount)
-            if inserted:
-                return ConsumeResult.from_record(earlier, APPLIED)
+    params = {"account_id": Int8(account_id), "amount": Int8(amount), "key": key}
+    connection.ensure_connection()
+    with connection.wrap_database_errors, ExitStack() as stack:
+        with transaction.atomic():
+            # In pipeline mode COMMIT leaves together with the statement: the server releases
+            # the row lock as soon as it has run both, without waiting for this process to
+            # read the answer first. Entered inside atomic() so that turning autocommit off
+            # costs no round trip.
+            stack.enter_context(connection.connection.pipeline())
+            cursor = stack.enter_context(Cursor(connection.connection))
+            cursor.execute(_consume_sql(), params, prepare=True)
+        rows = cursor.fetchall()
+    found = {row[0]: row[1:] for row in rows}
+    if "applied" in found:
+        return ConsumeResult.from_record(found["applied"], APPLIED)
     # Refused, or the key was used before: nothing was written, and a retry of a request
-    # applied earlier must get the original answer whatever the balance is now.
-    earlier = earlier or earlier_record(key)
-    if earlier is None:
-        if balance is None:
-            raise AccountNotFound(account_id)
-        raise InsufficientEnergy(account_id, balance, amount)
-    return replay(earlier, account_id, amount)
+    # applied earlier must get the original answer whatever the balance is now. The
+    # earlier record is missing from the statement's snapshot when it was committed while
+    # the statement waited for the lock; then it is looked up afresh.
+    earlier = found.get("earlier") or earlier_record(key)
+    if earlier is not None:
+        return replay(earlier, account_id, amount)
+    if "locked" not in found:
+        raise AccountNotFound(account_id)
+    balance = found["locked"][4]
+    raise InsufficientEnergy(account_id, balance, amount)
+
+
+@functools.cache
+def _consume_sql() -> str:
+    """Lock, check, record and deduct in one statement, built around the ORM's locking query.
+
+    Rows out: ("locked", ..., balance) when the account exists; ("applied", record) when
+    the request was applied; ("earlier", record) when the key was already used. Compiled
+    on first use (select_for_update() compiles only inside a transaction), then reused.
+    """
+    lock = _locking_queryset().filter(pk=0).query.sql_with_params()[0]
+    if lock.count("%s") != 1:  # pragma: no cover - a Django upgrade changed the SQL
+        raise RuntimeError(f"unexpected locking SQL: {lock}")
+    return _CONSUME_TEMPLATE.replace("{lock}", lock.replace("%s", "%(account_id)s"))
 
 
 def lock_balances(account_ids: list[int]) -> dict[int, int]:
     """Lock the accounts' rows (in id order, so two lockers never deadlock); their balances by id."""
-    if len(account_ids) == 1:
-        rows = prepared(_lock_one_sql(), [Int8(account_ids[0])])
-    else:
-        rows = prepared(_lock_many_sql(), [[Int8(i) for i in sorted(set(account_ids))]])
+    rows = prepared(_lock_many_sql(), [[Int8(i) for i in sorted(set(account_ids))]])
     return dict(rows)
 
 
 def _locking_queryset():
-    return Account.objects.select_for_update().order_by("pk").values_list("pk", "energy")
-
-
-@functools.cache
-def _lock_one_sql() -> str:
-    # select_for_update() only compiles inside a transaction; compiled once, reused per call.
-    return _locking_queryset().filter(pk=0).query.sql_with_params()[0]
+    return Account.objects.select_for_update().order_by("id").values_list("id", "energy")
 
 
 @functools.cache
@@ -153,36 +172,24 @@ def prepared(sql: str, params) -> list[tuple]:
         return cursor.fetchall()
 
 
-_RECORD_AND_DEDUCT = f"""
-WITH recorded AS (
+_CONSUME_TEMPLATE = f"""
+WITH locked AS ({{lock}}),
+recorded AS (
     INSERT INTO {Consumption._meta.db_table} (account_id, amount, idempotency_key, balance_after, created_at)
-    VALUES (%(account_id)s, %(amount)s, %(key)s, %(balance_after)s, now())
+    SELECT id, %(amount)s, %(key)s, energy - %(amount)s, now() FROM locked WHERE energy >= %(amount)s
     ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
     RETURNING {", ".join(RECORD_FIELDS)}
 ), deducted AS (
     UPDATE {Account._meta.db_table} SET energy = energy - %(amount)s
     WHERE id = %(account_id)s AND EXISTS (SELECT FROM recorded)
 )
-SELECT true, {", ".join(RECORD_FIELDS)} FROM recorded
+SELECT 'locked', NULL::bigint, id, NULL::bigint, NULL, energy, NULL::timestamptz FROM locked
 UNION ALL
-SELECT false, {", ".join(RECORD_FIELDS)} FROM {Consumption._meta.db_table}
+SELECT 'applied', {", ".join(RECORD_FIELDS)} FROM recorded
+UNION ALL
+SELECT 'earlier', {", ".join(RECORD_FIELDS)} FROM {Consumption._meta.db_table}
 WHERE idempotency_key = %(key)s AND NOT EXISTS (SELECT FROM recorded)
 """
-
-
-def _record_and_deduct(account_id: int, amount: int, key: str, balance_after: int) -> tuple[bool, tuple | None]:
-    """Insert the record and deduct in one statement; (False, earlier record) if the key was taken.
-
-    The earlier record is None when it was committed while this statement ran (it is then
-    invisible to the statement's snapshot): the caller looks it up again.
-    """
-    rows = prepared(
-        _RECORD_AND_DEDUCT,
-        {"account_id": Int8(account_id), "amount": Int8(amount), "key": key, "balance_after": Int8(balance_after)},
-    )
-    if not rows:
-        return False, None
-    return rows[0][0], rows[0][1:]
 
 
 def earlier_record(key: str) -> tuple | None:
