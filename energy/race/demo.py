@@ -37,7 +37,7 @@ def run_demo(
     try:
         schema = DemoSchema.create()
     except DatabaseError as exc:
-        raise DemoFailed(f"the demo could not create its own schema (it needs the CREATE privilege): {exc}") from exc
+        raise DemoFailed(f"the demo could not create its own schema (it needs the CREATE privilege on the database): {exc}") from exc
     failed = True
     try:
         _make_tables(schema, names)
