@@ -80,9 +80,9 @@ def _verdict(report) -> Text:
         shown = f"{unsafe} unsafe variant{'s' if unsafe != 1 else ''} broke as expected"
         if any(result.name == "protected" for result in report.scenarios):
             shown += "; the protected path held"
-        return Text(f"OK: {shown}.{_took(report)}", style="bold green")
+        return Text(f"OK: {shown}{_took(report)}.", style="bold green")
     problems = [result.name for result in report.scenarios if not result.as_expected]
-    return Text(f"FAILED: {', '.join(problems)} did not behave as expected.{_took(report)}", style="bold red")
+    return Text(f"FAILED: {', '.join(problems)} did not behave as expected{_took(report)}.", style="bold red")
 
 
 def _took(report) -> str:

@@ -158,7 +158,7 @@ def test_view_fits_80_columns_and_shows_each_scenario_with_its_timeline(runs):
     for name in SCENARIOS:
         assert name in text
     assert "T2 waits for the lock T1 holds" in text
-    assert "OK: 4 unsafe variants broke as expected; the protected path held. (" in text
+    assert "OK: 4 unsafe variants broke as expected; the protected path held (" in text
 
 
 @pytest.mark.django_db(transaction=True)
