@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from typing import BinaryIO
 
 import typer
@@ -44,8 +45,6 @@ back replayed, and nothing is applied twice.
 
 def run_replay(out: Output, file: str, *, chunk_size: int = DEFAULT_CHUNK,
                show_failures: int = DEFAULT_SHOWN_FAILURES, stdin: BinaryIO | None = None) -> int:
-    from energy.application.replay import ReplayInterrupted
-
     try:
         stream, size = _open(file, stdin)
     except InvalidRequest as exc:
@@ -54,17 +53,16 @@ def run_replay(out: Output, file: str, *, chunk_size: int = DEFAULT_CHUNK,
     try:
         with stream as source:
             prepare_database()
-            summary = _replay(out, _CountingLines(source), size, chunk_size, failures)
+            summary, interrupted = _replay(out, _CountingLines(source), size, chunk_size, failures)
     except EnergyError as exc:
         return out.fail(exc)
-    except ReplayInterrupted as interrupted:
-        _show_summary(out, interrupted.summary, failures)
+    _show_summary(out, summary, failures)
+    if interrupted:
         out.note(
-            f"Interrupted after {interrupted.summary.total} lines: run the same command again to finish; "
+            f"Interrupted after {summary.total} lines: run the same command again to finish; "
             "lines already applied will be replayed, never applied twice."
         )
         return EXIT_INTERRUPTED
-    _show_summary(out, summary, failures)
     return 0 if summary.ok else EXIT_REPLAY_INCOMPLETE
 
 
@@ -82,10 +80,20 @@ def _open(file: str, stdin: BinaryIO | None):
 
 
 def _replay(out: Output, lines: "_CountingLines", size: int | None, chunk_size: int, failures):
-    from energy.application.replay import replay
+    """Run the replay use case; returns its summary and whether it was interrupted."""
+    from energy.application.replay import ReplayInterrupted, replay
 
-    if not out.err.is_terminal:
-        return replay(lines, chunk_size=chunk_size, on_failure=failures.add)
+    try:
+        if not out.err.is_terminal:
+            return replay(lines, chunk_size=chunk_size, on_failure=failures.add), False
+        with _progress_bar(out, lines, size) as advance:
+            return replay(lines, chunk_size=chunk_size, on_progress=advance, on_failure=failures.add), False
+    except ReplayInterrupted as stopped:
+        return stopped.summary, True
+
+
+@contextmanager
+def _progress_bar(out: Output, lines: "_CountingLines", size: int | None):
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [TextColumn("replay"), BarColumn(), TextColumn("{task.fields[lines]} lines")]
@@ -96,7 +104,7 @@ def _replay(out: Output, lines: "_CountingLines", size: int | None, chunk_size: 
         def advance(summary) -> None:
             progress.update(task, completed=lines.bytes_read, lines=summary.total)
 
-        return replay(lines, chunk_size=chunk_size, on_progress=advance, on_failure=failures.add)
+        yield advance
 
 
 def _show_summary(out: Output, summary, failures: "_FailureReport") -> None:

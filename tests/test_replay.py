@@ -156,3 +156,39 @@ def test_replay_applies_each_chunk_before_reading_further_lines(accounts):
 
     assert balances_seen == [96]
     assert summary.counts["applied"] == 4 and summary.counts["invalid_request"] == 1000
+
+
+def test_ctrl_c_on_a_real_process_stops_cleanly_and_the_rerun_applies_each_key_once(accounts):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from energy.models import Consumption
+    from tests.test_cli import test_database_url
+
+    requests = "".join(line(1 + i % 3, 1, f"sig{i}") + "\n" for i in range(60))
+    first_half = requests[: requests.index(line(1, 1, "sig30"))]
+    script = str(Path(sys.executable).parent / "energyctl")
+    env = {**os.environ, "DATABASE_URL": test_database_url()}
+    replaying = subprocess.Popen([script, "replay", "-", "--chunk-size", "10"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    replaying.stdin.write(first_half)
+    replaying.stdin.flush()
+    deadline = time.monotonic() + 60
+    while Consumption.objects.count() < 30:
+        assert time.monotonic() < deadline and replaying.poll() is None, replaying.communicate()
+        time.sleep(0.05)
+    replaying.send_signal(signal.SIGINT)
+    out, err = replaying.communicate(timeout=30)
+
+    assert replaying.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again" in err
+    assert "30" in out
+    rerun = subprocess.run([script, "replay", "-", "--json"], input=requests, capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (json.loads(rerun.stdout)["replayed"], json.loads(rerun.stdout)["applied"]) == (30, 30)
+    assert Consumption.objects.count() == 60 and (balance(1), balance(2), balance(3)) == (80, 80, 80)

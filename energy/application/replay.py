@@ -96,10 +96,10 @@ def replay(
                 _report(summary, started, on_progress)
         if pending:
             _apply(pending, summary, on_failure)
+        _report(summary, started, on_progress)
     except KeyboardInterrupt:
         summary.seconds = time.perf_counter() - started
         raise ReplayInterrupted(summary) from None
-    _report(summary, started, on_progress)
     return summary
 
 
