@@ -14,6 +14,9 @@ from energy.race import SCENARIOS, DemoReport, DemoUnsupported, ScenarioResult, 
 from energy.race.demo import check_backend
 from energyctl.race_view import render
 
+# Every test here may share the demo runs of one module fixture; the mark makes sure the
+# test database exists for it even when only some tests are selected.
+pytestmark = pytest.mark.django_db(transaction=True)
 RUNS = 3
 SCENARIO_KEYS = {
     "name", "protection_removed", "expected_balance", "final_balance", "consumptions_recorded",
@@ -161,7 +164,6 @@ def test_view_fits_80_columns_and_shows_each_scenario_with_its_timeline(runs):
     assert "OK: 4 unsafe variants broke as expected; the protected path held (" in text
 
 
-@pytest.mark.django_db(transaction=True)
 def test_options_are_honoured_and_a_killed_process_is_replaced():
     # With two processes the one killed in no_atomic is needed again by protected.
     report = run_demo(workers=2, balance=10, amount=7, scenarios=["no_atomic", "protected"])
@@ -172,7 +174,6 @@ def test_options_are_honoured_and_a_killed_process_is_replaced():
     assert multiprocessing.active_children() == []
 
 
-@pytest.mark.django_db(transaction=True)
 def test_demo_cleans_up_its_schema_and_processes_when_interrupted():
     def interrupt(message):
         if message.startswith("no_unique_key"):
@@ -218,7 +219,6 @@ def test_ok_needs_the_protected_path_to_hold_and_every_unsafe_variant_to_break()
     assert not DemoReport("postgresql 18.0", 2, []).ok
 
 
-@pytest.mark.django_db(transaction=True)
 def test_two_demos_at_once_each_work_in_their_own_tables():
     from concurrent.futures import ThreadPoolExecutor
 
