@@ -176,6 +176,27 @@ def test_every_command_has_help_with_an_example():
             assert "Example" in result.stdout, path
 
 
+def test_only_the_module_of_the_requested_command_is_loaded():
+    from typer.main import get_command
+
+    from energyctl.app import _requested_command, build_app
+
+    assert _requested_command(["--database-url", "sqlite:///x", "balance", "--account", "1"]) == "balance"
+    assert _requested_command(["--help"]) is None
+    assert set(get_command(build_app("balance")).commands) == {"consume", "balance"}
+
+
+def test_a_command_module_that_does_not_exist_yet_is_skipped(monkeypatch):
+    from typer.main import get_command
+
+    from energyctl import app as module
+
+    monkeypatch.setitem(module.OPTIONAL_COMMANDS, "ghost", "energyctl.ghost_cmd")
+
+    assert "ghost" not in get_command(module.build_app()).commands
+    assert "consume" in get_command(module.build_app()).commands
+
+
 def test_db_status_names_the_embedded_server(monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     facts = one_json_document(invoke("db", "status", "--json"))
