@@ -25,7 +25,7 @@ def render(report, console: Console) -> None:
 
 
 def _summary(report) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     table.add_column("scenario", no_wrap=True)
     table.add_column("protection removed", min_width=19, overflow="fold")
     table.add_column("expected", justify="right")

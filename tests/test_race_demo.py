@@ -154,10 +154,11 @@ def test_json_report_has_exactly_the_contract_shape(runs):
 
 
 def test_view_fits_80_columns_and_shows_each_scenario_with_its_timeline(runs):
-    console = Console(width=80, record=True, force_terminal=False)
-    render(runs.reports[0], console)
-    text = console.export_text()
-    assert max(len(line) for line in text.splitlines()) <= 80
+    for soft_wrap in (False, True):
+        console = Console(width=80, record=True, force_terminal=False, soft_wrap=soft_wrap)
+        render(runs.reports[0], console)
+        text = console.export_text()
+        assert max(len(line) for line in text.splitlines()) <= 80, text
     for name in SCENARIOS:
         assert name in text
     assert "T2 waits for the lock T1 holds" in text
