@@ -73,10 +73,19 @@ def serve(
     connections.close_all()
     argv = [sys.executable, "-m", "gunicorn", "energy.wsgi:application", "--bind", bind,
             "--workers", str(workers), "--timeout", str(WORKER_TIMEOUT_S), "--log-level", "info",
-            "--access-logfile", "-", "--error-logfile", "-"]
+            "--access-logfile", "-", "--error-logfile", "-", *_without_control_socket()]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
+
+
+def _without_control_socket() -> list[str]:
+    """Newer gunicorns open a control socket at one fixed path in $HOME, which two servers
+    would fight over; nothing here uses it."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    known = any("--no-control-socket" in (setting.cli or []) for setting in KNOWN_SETTINGS)
+    return ["--no-control-socket"] if known else []
 
 
 def production_refusal() -> str | None:
