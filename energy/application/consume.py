@@ -169,7 +169,7 @@ def prepared(sql: str, params) -> list[tuple]:
     connection.ensure_connection()
     with connection.wrap_database_errors, Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall()
+        return cursor.fetchall() if cursor.description is not None else []
 
 
 _CONSUME_TEMPLATE = f"""
