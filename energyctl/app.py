@@ -14,8 +14,8 @@ import typer
 from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
+from energyctl.output import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, Output, error_document, escape
 from energyctl.redact import redact_text
-from energyctl.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_CODES, Output
 
 # Command name -> module whose register(app) adds it. Only the module of the command being
 # run is imported, so one command does not pay for the imports of all the others.
@@ -76,18 +76,17 @@ class EnergyctlGroup(TyperGroup):
 
 
 def _usage_error(exc, args: list[str]) -> int:
-    message = _one_line(exc.format_message())
-    command = exc.ctx.command_path if exc.ctx is not None else "energyctl"
+    message = " ".join(exc.format_message().split())
     out = Output(as_json="--json" in args)
     if out.as_json:
-        out.document({"status": "error", "error": "invalid_request", "detail": message})
-    out.note(f"[bold red]error[/]: {message} (see '{command} --help')")
+        out.document(error_document("invalid_request", message or "usage error"))
+    if message:  # empty when help was shown instead, as for a bare `energyctl`
+        command = exc.ctx.command_path if exc.ctx is not None else "energyctl"
+        out.note(f"[bold red]error[/]: {escape(message)} (see '{command} --help')")
     return EXIT_CODES["invalid_request"]
 
 
 def _one_line(text: str) -> str:
-    from rich.markup import escape
-
     return escape(" ".join(text.split()))
 
 

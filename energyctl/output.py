@@ -75,7 +75,7 @@ class Output:
         return code
 
     def note(self, text: str) -> None:
-        """A remark for people, never on stdout, silent nowhere: stderr is for diagnostics."""
+        """A remark for people (progress, warnings, hints): stderr, so stdout stays clean for data."""
         self.err.print(text)
 
 
