@@ -146,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
 
     err = Console(stderr=True)
     only = [name for name in args.only.split(",") if name] or None
+    try:
+        by_name(only)
+    except ValueError as exc:
+        parser.error(str(exc))
     report = run(seconds=args.seconds, processes=args.processes, only=only,
                  progress=None if args.json else lambda text: err.print(f"[dim]{text}[/dim]"))
     if args.json:

@@ -26,7 +26,7 @@ ins AS (
   SELECT id, 1, {KEY}, energy - 1, now() FROM acct WHERE energy >= 1
   ON CONFLICT ON CONSTRAINT energy_consumption_key_unique DO NOTHING
   RETURNING id, account_id, amount, balance_after, created_at),
-upd AS (UPDATE energy_account a SET energy = a.energy - ins.amount FROM ins WHERE a.id = ins.account_id)
+upd AS (UPDATE energy_account SET energy = energy - 1 WHERE id = :aid AND EXISTS (SELECT FROM ins))
 SELECT id, balance_after, created_at FROM ins
 UNION ALL
 SELECT id, balance_after, created_at FROM energy_consumption

@@ -1,0 +1,64 @@
+"""The benchmark runs end to end on a tiny budget: its JSON has the promised shape and no run broke an invariant.
+
+Timings are not checked here: a loaded test machine says nothing about speed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ["single", "hot", "spread", "storm", "bulk"]
+ROW_KEYS = {"engine", "processes", "ops", "ops_per_s", "p50_ms", "p99_ms", "cpu_us_per_op", "ratio",
+            "outcomes", "invariants_ok", "problems", "ok"}
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def run(*command):
+    done = subprocess.run([*command, "--json", "--seconds", "1", "--processes", "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert done.stdout.strip(), done.stderr
+    return done, json.loads(done.stdout)
+
+
+def test_benchmark_runs_every_workload_and_keeps_every_invariant():
+    done, report = run(sys.executable, "-m", "benchmarks.bench")
+    assert done.returncode == 0, (done.stderr, report)
+    assert report["ok"] is True
+    assert report["pgbench_protocol"] == "prepared"
+    assert report["database"].endswith("_bench")
+    assert [w["name"] for w in report["workloads"]] == WORKLOADS
+    for workload in report["workloads"]:
+        assert workload["rows"][0]["engine"].startswith("energyctl"), workload
+        assert workload["rows"][1]["engine"].startswith("pgbench"), workload
+        for row in workload["rows"]:
+            assert set(row) == ROW_KEYS, row
+            assert row["ok"] and row["invariants_ok"] and row["problems"] == [], row
+            assert row["ops"] > 0 and row["ops_per_s"] > 0, row
+            assert row["p50_ms"] <= row["p99_ms"], row
+        assert workload["rows"][1]["ratio"] == 1.0
+    hot = next(w for w in report["workloads"] if w["name"] == "hot")
+    assert [r["engine"] for r in hot["rows"]][1:] == ["pgbench case-study SQL", "pgbench one-statement CTE"]
+    storm = next(w for w in report["workloads"] if w["name"] == "storm")
+    assert storm["rows"][0]["outcomes"].get("replayed", 0) > 0, storm
+
+
+def test_cli_bench_command_runs_one_workload():
+    energyctl = Path(sys.executable).with_name("energyctl")
+    done, report = run(str(energyctl), "bench", "--only", "single")
+    assert done.returncode == 0, (done.stderr, report)
+    assert [w["name"] for w in report["workloads"]] == ["single"]
+    assert report["workloads"][0]["rows"][0]["outcomes"].keys() == {"applied"}
+
+
+def test_unknown_workload_is_a_usage_error():
+    energyctl = Path(sys.executable).with_name("energyctl")
+    done = subprocess.run([str(energyctl), "bench", "--only", "nope"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "nope" in done.stderr
