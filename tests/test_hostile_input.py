@@ -7,7 +7,7 @@ answer), and the HTTP API end to end on real PostgreSQL.
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
@@ -219,3 +219,24 @@ def test_floats_that_equal_integers_are_still_refused():
     with pytest.raises(InvalidRequest) as caught:
         ConsumeRequest.from_json({"account_id": 1.0, "amount": 30.0, "idempotency_key": "k"})
     assert set(caught.value.fields) == {"account_id", "amount"}
+
+
+@WITH_DB
+@given(account=st.text(max_size=30), amount=st.text(max_size=30), key=st.text(max_size=300))
+def test_cli_refuses_what_the_rules_refuse_with_exit_2_and_one_json_document(account, amount, key):
+    from typer.testing import CliRunner
+
+    from energyctl.app import app
+
+    try:
+        ConsumeRequest.from_text(account, amount, key)
+    except InvalidRequest as exc:
+        refused = set(exc.fields)
+    else:
+        assume(False)  # a valid request would reach the database; the use case tests cover that
+    result = CliRunner().invoke(app, ["consume", f"--account={account}", f"--amount={amount}", f"--key={key}",
+                                      "--json"])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    document = json.loads(result.stdout)
+    assert document["error"] == "invalid_request" and set(document["fields"]) == refused
+    assert "Traceback" not in result.stderr

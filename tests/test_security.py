@@ -209,3 +209,26 @@ def test_bad_host_is_400_not_500_in_process():
 
     response = Client().post("/api/energy/consume/", "{}", content_type="application/json", HTTP_HOST="evil.example")
     assert response.status_code == 400
+
+
+# --- Production mode -----------------------------------------------------------------------------
+
+def energyctl(*args: str, **env: str) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "energyctl"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ENERGYCTL_")}
+    return subprocess.run([str(script), *args], env={**environment, **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("args, env, reason", [
+    (["--production"], {}, "ENERGYCTL_SECRET_KEY"),
+    (["--production"], {"ENERGYCTL_SECRET_KEY": "k" * 50, "ENERGYCTL_DEBUG": "1"}, "debug"),
+    (["--production", "--debug"], {"ENERGYCTL_SECRET_KEY": "k" * 50}, "debug"),
+    ([], {"ENERGYCTL_ENV": "production"}, "ENERGYCTL_SECRET_KEY"),
+], ids=["no-secret-key", "debug-env", "debug-flag", "production-env"])
+def test_serve_in_production_mode_refuses_an_unsafe_environment(args, env, reason):
+    done = energyctl("serve", "--port", str(closed_port()), *args,
+                     DATABASE_URL=f"postgresql://energy:{PASSWORD}@127.0.0.1:{closed_port()}/energyctl", **env)
+    assert done.returncode == 78, (done.stdout, done.stderr)
+    assert reason in done.stderr and "Traceback" not in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
