@@ -59,6 +59,13 @@ class Fleet:
                 codes.append(proc.wait())
         return codes
 
+    def kill_all(self) -> None:
+        """Leave no client behind, however the run ended."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
     def _start(self, slot: int) -> subprocess.Popen:
         generation = self._generations[slot]
         spec = {**self._spec, "slot": slot, "generation": generation, "log": str(self._log(slot)),

@@ -58,6 +58,7 @@ def run_torture(config: TortureConfig) -> Report:
     rng = random.Random(seed)
     began = time.monotonic()
     database = open_database(config.database_url)
+    fleet = None
     try:
         spec = _spec(config, seed)
         _prepare(database.url, spec)
@@ -72,6 +73,8 @@ def run_torture(config: TortureConfig) -> Report:
         balances, records = database.snapshot()
         history = load_history(fleet.log_paths())
     finally:
+        if fleet is not None:
+            fleet.kill_all()
         database.close()
     found = violations(history, balances, records, config.start_energy)
     return Report(
