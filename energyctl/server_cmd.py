@@ -7,8 +7,8 @@ import sys
 
 import typer
 
-from energy.domain.exceptions import EnergyError
-from energyctl.output import EXIT_CONFIG, Output
+from energy.domain.exceptions import EnergyError, Unavailable
+from energyctl.output import EXIT_CODES, EXIT_CONFIG, Output
 from energyctl.redact import redact_url
 
 # Seconds gunicorn lets one request run before it replaces the worker; every statement is
@@ -33,8 +33,9 @@ def migrate() -> None:
         with database_guard():
             apply_migrations(verbosity=1, stdout=out.out.file)
             mark_embedded_schema_current()
-    except EnergyError as exc:
-        raise typer.Exit(out.fail(exc)) from None
+    except Unavailable as exc:
+        raise typer.Exit(out.problem(exc.outcome, f"cannot migrate {describe_database()}: {exc.reason}", None,
+                                     EXIT_CODES[exc.outcome])) from None
     out.out.print(f"[green]The schema of {describe_database()} is up to date.[/]")
 
 

@@ -301,6 +301,9 @@ def test_an_unreachable_database_exits_75_and_never_shows_the_password():
     assert "hunter2" not in result.stdout + result.stderr
     status = energyctl("db", "status", env={"DATABASE_URL": url})
     assert "bob:***@" in status.stdout and "hunter2" not in status.stdout + status.stderr
+    migrate = energyctl("migrate", env={"DATABASE_URL": url})
+    assert migrate.returncode == 75 and "cannot migrate" in migrate.stderr
+    assert "hunter2" not in migrate.stdout + migrate.stderr
 
 
 def test_a_database_without_schema_says_migrate_until_migrate_runs():
