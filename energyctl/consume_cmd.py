@@ -7,9 +7,7 @@ import typer
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import ConsumeRequest, parse_account_id
 from energyctl.bootstrap import prepare_database
-from energyctl.output import EXIT_CODES, OUTCOME_STYLE, Output, escape
-
-JSON_HELP = "Print one JSON document on stdout (success or error) instead of tables."
+from energyctl.output import EXIT_CODES, JSON_HELP, OUTCOME_STYLE, Output, escape
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,8 @@ EXIT_REPLAY_INCOMPLETE = 6
 EXIT_CONFIG = 78  # EX_CONFIG: the environment refuses a setting, e.g. production without a secret key
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
+JSON_HELP = "Print one JSON document on stdout (success or error) instead of tables."
+
 OUTCOME_STYLE = {
     "applied": "green",
     "replayed": "cyan",

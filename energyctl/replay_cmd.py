@@ -10,7 +10,6 @@ import typer
 
 from energy.domain.exceptions import EnergyError, InvalidRequest
 from energyctl.bootstrap import prepare_database
-from energyctl.consume_cmd import JSON_HELP
 from energyctl.output import EXIT_INTERRUPTED, EXIT_REPLAY_INCOMPLETE, OUTCOME_STYLE, Output, escape
 
 DEFAULT_CHUNK = 500

@@ -6,8 +6,7 @@ import typer
 
 from energy.domain.exceptions import EnergyError
 from energyctl.bootstrap import prepare_database
-from energyctl.consume_cmd import JSON_HELP
-from energyctl.output import Output
+from energyctl.output import JSON_HELP, Output
 
 
 def register(app: typer.Typer) -> None:

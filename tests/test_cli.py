@@ -163,6 +163,8 @@ def test_unexpected_failure_is_one_redacted_line_and_exit_1(accounts, monkeypatc
 def test_every_command_has_help_with_an_example():
     from typer.main import get_command
 
+    from energyctl.app import COMMANDS
+
     def walk(command, path):
         yield path, command
         for name, sub in getattr(command, "commands", {}).items():
@@ -172,7 +174,7 @@ def test_every_command_has_help_with_an_example():
         result = invoke(*path, "--help")
         assert result.exit_code == 0, (path, result.output)
         assert command.help or command.short_help, path
-        if not getattr(command, "commands", None) and path[-1] != "torture":
+        if path and path[0] in COMMANDS and not getattr(command, "commands", None):
             assert "Example" in result.stdout, path
 
 
