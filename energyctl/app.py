@@ -61,10 +61,11 @@ class EnergyctlGroup(TyperGroup):
         except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
             if os.environ.get("ENERGYCTL_TRACEBACK") == "1":
                 raise
-            Output().note(
-                f"[bold red]error[/]: unexpected {type(exc).__name__}: {_one_line(redact_text(str(exc)))} "
-                "(set ENERGYCTL_TRACEBACK=1 to see where)"
-            )
+            message = f"unexpected {type(exc).__name__}: {' '.join(redact_text(str(exc)).split())}"
+            out = Output(as_json="--json" in args)
+            if out.as_json:
+                out.document(error_document("internal_error", message))
+            out.note(f"[bold red]error[/]: {escape(message)} (set ENERGYCTL_TRACEBACK=1 to see where)")
             return EXIT_FAILED
 
     def invoke(self, ctx):

@@ -41,18 +41,22 @@ def ensure_embedded_schema() -> None:
     from energy import embedded_pg
 
     wanted = newest_migration()
-    marker = embedded_pg.default_data_dir() / f".energyctl-schema-{connection.settings_dict['NAME']}"
+    data_dir = embedded_pg.default_data_dir()
+    marker = data_dir / f".energyctl-schema-{connection.settings_dict['NAME']}"
     if _read(marker) == wanted:
         return
     from energy.application.guard import database_guard
 
-    with database_guard():
-        connection.ensure_connection()  # starts the server, so the data directory exists
-        with _exclusive(marker.with_suffix(".lock")):
-            # Another process may have migrated while this one waited for the lock.
-            if _read(marker) != wanted:
-                migrate(verbosity=0)
-                marker.write_text(wanted)
+    # First runs started together would race to initdb, create the database and migrate;
+    # the lock lines them up, and the later ones find the work done.
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(data_dir.parent / f".{data_dir.name}-setup.lock"):
+        if _read(marker) == wanted:
+            return
+        with database_guard():
+            connection.ensure_connection()
+            migrate(verbosity=0)
+        marker.write_text(wanted)
 
 
 def migrate(*, verbosity: int = 1, stdout=None) -> None:

@@ -154,10 +154,13 @@ def test_unexpected_failure_is_one_redacted_line_and_exit_1(accounts, monkeypatc
 
     monkeypatch.setattr(use_cases, "get_balance", broken)
     result = invoke("balance", "--account", "1")
+    as_json = invoke("balance", "--account", "1", "--json")
 
     assert result.exit_code == 1
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "RuntimeError" in result.stderr and "hunter2" not in result.stderr
+    assert as_json.exit_code == 1
+    assert one_json_document(as_json)["error"] == "internal_error" and "hunter2" not in as_json.stdout
 
 
 def test_every_command_has_help_with_an_example():
@@ -334,11 +337,16 @@ def test_a_database_without_schema_says_migrate_until_migrate_runs():
 def test_a_newcomer_needs_no_setup_the_embedded_server_starts_and_migrates_itself():
     import shutil
     import tempfile
+    from concurrent.futures import ThreadPoolExecutor
 
     data = tempfile.mkdtemp(prefix="ectl-new-")
     env = {"ENERGYCTL_PGDATA": f"{data}/pgdata", "DATABASE_URL": ""}
     try:
-        missing = energyctl("consume", "--account", "1", "--amount", "5", "--key", "first", env=env, timeout=120)
+        with ThreadPoolExecutor(3) as pool:  # three first runs at once: one sets up, the others wait for it
+            first_runs = list(pool.map(
+                lambda key: energyctl("consume", "--account", "1", "--amount", "5", "--key", key, env=env,
+                                      timeout=120),
+                ["a", "b", "c"]))
         seeded = energyctl("seed", "--accounts", "1", "--energy", "10", env=env)
         applied = energyctl("consume", "--account", "1", "--amount", "5", "--key", "first", "--json", env=env)
         running = json.loads(energyctl("db", "status", "--json", env=env).stdout)
@@ -348,7 +356,7 @@ def test_a_newcomer_needs_no_setup_the_embedded_server_starts_and_migrates_itsel
         energyctl("db", "stop", env=env)
         shutil.rmtree(data, ignore_errors=True)
 
-    assert missing.returncode == 4, missing.stderr
+    assert [run.returncode for run in first_runs] == [4, 4, 4], [run.stderr for run in first_runs]
     assert seeded.returncode == 0, seeded.stderr
     assert applied.returncode == 0 and json.loads(applied.stdout)["balance_after"] == 5, applied.stderr
     assert running["running"] is True and running["data_dir"] == f"{data}/pgdata"
