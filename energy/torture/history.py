@@ -15,7 +15,6 @@ SEND = "send"
 ANSWER = "answer"
 READY = "ready"
 CRASH = "crash"
-UNAVAILABLE = "unavailable"
 # An applied answer the client pretends never arrived; it retries the key.
 ANSWER_DROPPED = "answer_dropped"
 # Outcomes after which a client stops retrying a key.

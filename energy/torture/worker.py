@@ -6,6 +6,7 @@ in the environment; each sets Django up itself.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -38,56 +39,68 @@ def prepare(spec: dict) -> None:
 
 
 def client(spec: dict) -> None:
-    from energy.application.consume import consume
-    from energy.domain.exceptions import EnergyError, Unavailable
-
     log = EventLog(Path(spec["log"]))
     pending = unfinished_request(read_events(log.path))
     rng = random.Random(spec["seed"])
-    stop_file = Path(spec["stop_file"])
+    stop = _Stop(Path(spec["stop_file"]), spec["drain_seconds"])
     applied: list[tuple[int, int, str]] = []
     log.write(READY, generation=spec["generation"], pid=os.getpid())
-    serial = 0
-    give_up_at = None
-    while True:
-        if give_up_at is None and stop_file.exists():
-            give_up_at = time.monotonic() + spec["drain_seconds"]
+    for serial in itertools.count(1):
         if pending is not None:
             request, pending = pending, None
-        elif give_up_at is not None:
+        elif stop.requested():
             break
         else:
-            serial += 1
-            request = _next_request(rng, spec, applied, f"{spec['run']}-c{spec['slot']}-g{spec['generation']}-{serial}")
-        account, amount, key = request
-        while True:
-            log.write(SEND, key=key, account=account, amount=amount)
-            try:
-                result = consume(account_id=account, amount=amount, idempotency_key=key)
-            except Unavailable as exc:
-                log.write(ANSWER, key=key, outcome=exc.outcome, reason=exc.reason)
-                if give_up_at is None and stop_file.exists():
-                    give_up_at = time.monotonic() + spec["drain_seconds"]
-                if give_up_at is not None and time.monotonic() > give_up_at:
-                    break
-                time.sleep(rng.uniform(*RETRY_PAUSE_SECONDS))
-                continue
-            except EnergyError as exc:
-                log.write(ANSWER, key=key, outcome=exc.outcome)
-                break
-            except Exception as exc:
-                log.write(CRASH, key=key, error=f"{type(exc).__name__}: {exc}")
-                raise
-            dropped = result.status == "applied" and rng.random() < spec["drop_answer_share"]
-            log.write(ANSWER, key=key, outcome=ANSWER_DROPPED if dropped else result.status,
-                      consumption_id=result.consumption_id, account=result.account_id, amount=result.amount,
-                      balance_after=result.balance_after)
-            if dropped:
-                continue
-            if result.status == "applied":
-                applied.append(request)
-            break
+            key = f"{spec['run']}-c{spec['slot']}-g{spec['generation']}-{serial}"
+            request = _next_request(rng, spec, applied, key)
+        if _send_until_answered(request, log, rng, stop, spec["drop_answer_share"]) == "applied":
+            applied.append(request)
     log.close()
+
+
+class _Stop:
+    """The controller's stop file; once seen, the key in hand may be retried for a while longer."""
+
+    def __init__(self, path: Path, drain_seconds: float):
+        self.path, self.drain_seconds, self.deadline = path, drain_seconds, None
+
+    def requested(self) -> bool:
+        if self.deadline is None and self.path.exists():
+            self.deadline = time.monotonic() + self.drain_seconds
+        return self.deadline is not None
+
+    def overdue(self) -> bool:
+        return self.requested() and time.monotonic() > self.deadline
+
+
+def _send_until_answered(request, log: EventLog, rng: random.Random, stop: _Stop, drop_share: float) -> str | None:
+    """Send with the same key until a final answer (returned), or until the drain time runs out (None)."""
+    from energy.application.consume import consume
+    from energy.domain.exceptions import EnergyError, Unavailable
+
+    account, amount, key = request
+    while True:
+        log.write(SEND, key=key, account=account, amount=amount)
+        try:
+            result = consume(account_id=account, amount=amount, idempotency_key=key)
+        except Unavailable as exc:
+            log.write(ANSWER, key=key, outcome=exc.outcome, reason=exc.reason)
+            if stop.overdue():
+                return None
+            time.sleep(rng.uniform(*RETRY_PAUSE_SECONDS))
+            continue
+        except EnergyError as exc:
+            log.write(ANSWER, key=key, outcome=exc.outcome)
+            return exc.outcome
+        except Exception as exc:
+            log.write(CRASH, key=key, error=f"{type(exc).__name__}: {exc}")
+            raise
+        dropped = result.status == "applied" and rng.random() < drop_share
+        log.write(ANSWER, key=key, outcome=ANSWER_DROPPED if dropped else result.status,
+                  consumption_id=result.consumption_id, account=result.account_id, amount=result.amount,
+                  balance_after=result.balance_after)
+        if not dropped:
+            return result.status
 
 
 def _next_request(rng: random.Random, spec: dict, applied: list, key: str) -> tuple[int, int, str]:
