@@ -107,7 +107,7 @@ def _parse(raw: bytes | str) -> ConsumeRequest:
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
-        raise InvalidRequest({"line": f"is not valid JSON ({_first_line(exc)})"}) from None
+        raise InvalidRequest({"body": f"is not valid JSON ({_first_line(exc)})"}) from None
     return ConsumeRequest.from_json(data)
 
 
