@@ -43,9 +43,11 @@ bad_keys = st.one_of(
     st.text(min_size=MAX_KEY_LENGTH + 1, max_size=MAX_KEY_LENGTH + 40),
     st.tuples(st.text(max_size=10), control_characters, st.text(max_size=10)).map("".join),
     st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
-    st.integers(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False), st.lists(st.text(max_size=3), max_size=2),
+    st.integers(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(st.text(max_size=3), max_size=2),
 )
-good_values = {"account_id": st.integers(1, MAX_INT64), "amount": st.integers(1, MAX_INT64), "idempotency_key": valid_keys}
+good_values = {"account_id": st.integers(1, MAX_INT64), "amount": st.integers(1, MAX_INT64),
+               "idempotency_key": valid_keys}
 bad_values = {"account_id": bad_numbers, "amount": bad_numbers, "idempotency_key": bad_keys}
 
 
@@ -153,7 +155,8 @@ class TestHostileHttp:
         def is_400(value):
             response = _post(json.dumps(value))
             assert response.status_code == 400, response.content
-            assert response.json() == {"status": "error", "error": "invalid_request", "detail": "body: must be a JSON object",
+            assert response.json() == {"status": "error", "error": "invalid_request",
+                                       "detail": "body: must be a JSON object",
                                        "fields": {"body": "must be a JSON object"}}
             _assert_nothing_written()
 

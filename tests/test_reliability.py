@@ -220,8 +220,9 @@ def test_cli_retry_with_the_same_key_after_an_outage_applies_once(cluster):
 
 @pytest.mark.slow
 def test_cli_torture_prints_one_json_report_and_exits_0_when_every_guarantee_held():
-    done = subprocess.run([str(Path(sys.executable).parent / "energyctl"), "torture", "--seconds", "1", "--clients", "2",
-                           "--accounts", "10", "--json"], capture_output=True, text=True, timeout=300)
+    script = Path(sys.executable).parent / "energyctl"
+    done = subprocess.run([str(script), "torture", "--seconds", "1", "--clients", "2", "--accounts", "10", "--json"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (done.stdout, done.stderr)
     report = json.loads(done.stdout)
     assert report["violation_count"] == 0 and report["requests"] > 0, report

@@ -102,7 +102,9 @@ def _all_identifiers(what, values, local, file, seen) -> bool:
 
 
 def _literal(node) -> bool:
-    return isinstance(node, ast.Constant) or (isinstance(node, ast.BinOp) and _literal(node.left) and _literal(node.right))
+    if isinstance(node, ast.BinOp):
+        return _literal(node.left) and _literal(node.right)
+    return isinstance(node, ast.Constant)
 
 
 def _is_psycopg_sql(node) -> bool:
@@ -174,7 +176,8 @@ def product_files() -> list[Path]:
     'RawSQL("energy - %s" % amount, [])',
     'def f(name):\n    cursor.execute(f"DROP SCHEMA {name}")',
     'def f(key):\n    cursor.execute(f"SELECT 1 FROM {quote_name(t)} WHERE k = \'{key}\'")',
-    'class T:\n    def __init__(self, n):\n        self.t = n\n    def q(self):\n        cursor.execute(f"SELECT * FROM {self.t}")',
+    'class T:\n    def __init__(self, n):\n        self.t = n\n'
+    '    def q(self):\n        cursor.execute(f"SELECT * FROM {self.t}")',
 ])
 def test_the_sql_check_catches_sql_built_from_values(snippet):
     assert unsafe_sql_calls(snippet)
@@ -186,8 +189,10 @@ def test_the_sql_check_catches_sql_built_from_values(snippet):
     'TABLE = "t"\nQUERY = f"SELECT * FROM {TABLE} WHERE id = %s"\ndef f(pk):\n    cursor.execute(QUERY, [pk])',
     'def f(ids):\n    query, _ = compiled()\n    cursor.execute(query, [ids])',
     'def f(name, pk):\n    cursor.execute(f"SELECT * FROM {connection.ops.quote_name(name)} WHERE id = %s", [pk])',
-    'class T:\n    def __init__(self, n):\n        self.t = quote_name(n)\n    def table(self):\n        return f"s.{self.t}"\n'
-    '    def q(self, u):\n        unique = " UNIQUE" if u else ""\n        cursor.execute(f"CREATE {self.table()}{unique}")',
+    'class T:\n    def __init__(self, n):\n        self.t = quote_name(n)\n'
+    '    def table(self):\n        return f"s.{self.t}"\n'
+    '    def q(self, u):\n        unique = " UNIQUE" if u else ""\n'
+    '        cursor.execute(f"CREATE {self.table()}{unique}")',
 ])
 def test_the_sql_check_allows_parameters_and_composition(snippet):
     assert unsafe_sql_calls(snippet) == []

@@ -31,7 +31,8 @@ def _balances(balances, records, start_energy) -> list[str]:
         if energy < 0:
             found.append(f"account {account} is below zero: {energy}")
         if energy != start_energy - spent[account]:
-            found.append(f"account {account} has {energy}, but {start_energy} - records = {start_energy - spent[account]}")
+            expected = start_energy - spent[account]
+            found.append(f"account {account} has {energy}, but {start_energy} - records = {expected}")
     for account, rows in by_account.items():
         # Ids are drawn under the account's row lock, so per account they follow commit order
         # and each stored balance_after must continue the one before it.

@@ -107,7 +107,8 @@ def _validate(config: TortureConfig) -> None:
 
 
 def _spec(config: TortureConfig, seed: int) -> dict:
-    keys = ("accounts", "hot_accounts", "hot_share", "missing_share", "duplicate_share", "drop_answer_share", "start_energy",
+    keys = ("accounts", "hot_accounts", "hot_share", "missing_share", "duplicate_share", "drop_answer_share",
+            "start_energy",
             "max_amount", "lock_timeout_ms", "drain_seconds")
     return {**{k: getattr(config, k) for k in keys}, "seed": seed, "run": f"t{seed:x}"}
 
