@@ -25,6 +25,8 @@ def rows(report: Report) -> list[tuple[str, str]]:
     ]
     figures += [("fault not injected", failure) for failure in report.faults_not_injected]
     figures += [("VIOLATION", violation) for violation in report.violations]
+    if report.kept_logs:
+        figures.append(("client logs kept in", report.kept_logs))
     return figures
 
 

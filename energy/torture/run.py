@@ -6,11 +6,14 @@ import json
 import os
 import random
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from energy.torture.check import violations
 from energy.torture.cluster import open_database
@@ -43,6 +46,8 @@ class Report:
     duration_seconds: float
     seed: int
     client_exit_codes: list[int] = field(default_factory=list)
+    # Where the clients' logs were copied when a guarantee was violated, to study the failure.
+    kept_logs: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,11 +77,12 @@ def run_torture(config: TortureConfig) -> Report:
         load_seconds = time.monotonic() - load_started
         balances, records = database.snapshot()
         history = load_history(fleet.log_paths())
+        found = violations(history, balances, records, config.start_energy)
+        kept_logs = _keep_logs(fleet) if found else None
     finally:
         if fleet is not None:
             fleet.kill_all()
         database.close()
-    found = violations(history, balances, records, config.start_energy)
     return Report(
         database=database.description,
         clients=config.clients,
@@ -96,7 +102,15 @@ def run_torture(config: TortureConfig) -> Report:
         duration_seconds=round(time.monotonic() - began, 2),
         seed=seed,
         client_exit_codes=codes,
+        kept_logs=kept_logs,
     )
+
+
+def _keep_logs(fleet: Fleet) -> str:
+    kept = Path(tempfile.mkdtemp(prefix="energyctl-torture-logs-"))
+    for path in fleet.log_paths():
+        shutil.copy(path, kept / path.name)
+    return str(kept)
 
 
 def _validate(config: TortureConfig) -> None:
