@@ -198,3 +198,15 @@ def test_models_and_migrations_agree():
     from django.core.management import call_command
 
     call_command("makemigrations", "energy", "--check", "--dry-run", verbosity=0)
+
+
+def test_consume_inside_a_callers_transaction_is_undone_with_it(account):
+    """The one-statement consume joins an open transaction instead of committing on its own."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        assert consume(account_id=1, amount=30, idempotency_key="inner").status == "applied"
+        transaction.set_rollback(True)
+    assert balance() == 100
+    assert not Consumption.objects.exists()
+    assert consume(account_id=1, amount=30, idempotency_key="inner").status == "applied"

@@ -1,20 +1,22 @@
 """The consume use case: spend energy from an account exactly once per idempotency key.
 
 Four protections work together, each against its own failure:
-- one ``transaction.atomic()``: lock, check, insert and update commit or roll back together;
-- ``select_for_update()``: concurrent consumes of one account queue on its row lock;
+- atomicity: lock, check, insert and update commit or roll back together;
+- a row lock (``select_for_update()``): concurrent consumes of one account queue on it;
 - the UNIQUE constraint on the key: the database refuses to apply a key twice;
-- an ``F()``-style deduction (``energy = energy - amount``): the new balance is computed by the
-  database, never written back from a value Python read earlier.
+- a deduction computed by the database (``energy = energy - amount``, what ``F()`` writes),
+  never written back from a value Python read earlier.
 
-On PostgreSQL a consume is one statement inside that transaction, built around the ORM's
-``select_for_update()`` query: it locks the row, checks the balance, inserts the record with
-``ON CONFLICT DO NOTHING`` on the key's UNIQUE constraint and deducts. A replay therefore
-needs no exception, no rollback and no savepoint, and the lookup of the earlier record in
-the statement only runs when the insert did nothing, so the happy path pays nothing for
-idempotency. The statement is prepared on the server once per connection and is sent in
-pipeline mode together with COMMIT: on a hot account the row lock is held only while the
-server works, never while this process is waiting to be scheduled.
+On PostgreSQL all four live in one statement built around the ORM's ``select_for_update()``
+query: it locks the row, checks the balance, inserts the record with ``ON CONFLICT DO
+NOTHING`` on the key's UNIQUE constraint and deducts. PostgreSQL runs a statement as one
+transaction, so atomicity needs no BEGIN and COMMIT round trips, and the row lock is held
+only while the server works: on a hot account that time is the whole throughput. A replay
+needs no exception, rollback or savepoint; the lookup of the earlier record in the
+statement runs only when the insert did nothing, so the happy path pays nothing for
+idempotency. The statement is prepared on the server once per connection. Inside a
+caller's transaction it simply joins it. Other databases (SQLite) take the same steps
+through the plain ORM inside ``transaction.atomic()``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -104,18 +105,9 @@ def consume(*, account_id: int, amount: int, idempotency_key: str) -> ConsumeRes
 def _consume(account_id: int, amount: int, key: str) -> ConsumeResult:
     if connection.vendor != "postgresql":
         return _consume_portable(account_id, amount, key)
-    params = {"account_id": Int8(account_id), "amount": Int8(amount), "key": key}
-    connection.ensure_connection()
-    with connection.wrap_database_errors, ExitStack() as stack:
-        with transaction.atomic():
-            # In pipeline mode COMMIT leaves together with the statement: the server releases
-            # the row lock as soon as it has run both, without waiting for this process to
-            # read the answer first. Entered inside atomic() so that turning autocommit off
-            # costs no round trip.
-            stack.enter_context(connection.connection.pipeline())
-            cursor = stack.enter_context(Cursor(connection.connection))
-            cursor.execute(_consume_sql(), params, prepare=True)
-        rows = cursor.fetchall()
+    # One statement is one transaction: PostgreSQL applies all of it or none of it, and
+    # releases the row lock the moment it commits, without waiting for this process.
+    rows = prepared(_consume_sql(), {"account_id": Int8(account_id), "amount": Int8(amount), "key": key})
     found = {row[0]: row[1:] for row in rows}
     if "applied" in found:
         return ConsumeResult.from_record(found["applied"], APPLIED)
@@ -140,7 +132,8 @@ def _consume_sql() -> str:
     the request was applied; ("earlier", record) when the key was already used. Compiled
     on first use (select_for_update() compiles only inside a transaction), then reused.
     """
-    lock = _locking_queryset().filter(pk=0).query.sql_with_params()[0]
+    with transaction.atomic():  # compiles only; no statement is sent
+        lock = _locking_queryset().filter(pk=0).query.sql_with_params()[0]
     if lock.count("%s") != 1:  # pragma: no cover - a Django upgrade changed the SQL
         raise RuntimeError(f"unexpected locking SQL: {lock}")
     return _CONSUME_TEMPLATE.replace("{lock}", lock.replace("%s", "%(account_id)s"))
