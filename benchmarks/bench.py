@@ -21,41 +21,48 @@ CONSUME_ENGINE = "energyctl consume"
 BULK_ENGINE = "energyctl consume_many"
 
 
-def run(*, seconds: int = 10, processes: int = 8, only: list[str] | None = None, progress=None) -> dict:
+def run(*, seconds: int = 10, processes: int = 8, only: list[str] | None = None, rounds: int = 2,
+        progress=None) -> dict:
     database.setup_django()
     workloads = by_name(only)
+    rounds = max(1, min(rounds, seconds))
     target = database.prepare()
     report = {
         "backend": "postgresql",
         "server_version": database.server_version(target),
         "database": target.name,
         "seconds": seconds,
+        "rounds": rounds,
         "processes": processes,
         "pgbench_protocol": pgbench.PROTOCOL,
         "workloads": [],
     }
     for workload in workloads:
-        report["workloads"].append(_run_workload(target, workload, processes, seconds, progress))
+        report["workloads"].append(_run_workload(target, workload, processes, seconds, rounds, progress))
     report["ok"] = all(row["ok"] for w in report["workloads"] for row in w["rows"])
     return report
 
 
-def _run_workload(target, workload: Workload, requested: int, seconds: int, progress) -> dict:
+def _run_workload(target, workload: Workload, requested: int, seconds: int, rounds: int, progress) -> dict:
+    """Every engine runs ``rounds`` slices, interleaved, so a noisy minute hurts them all alike."""
     n = workload.processes(requested)
-    rows = []
-    if progress:
-        progress(f"{workload.name}: consume path, {n} processes")
-    database.reset(target, workload.accounts)
-    measured = clients.run(target.name, workload, n, seconds)
-    applied = measured["outcomes"].get("applied", 0)
-    rows.append(_row(BULK_ENGINE if workload.bulk else CONSUME_ENGINE, n, measured,
-                     database.check_invariants(target, applied)))
-    for bench in workload.pgbench:
-        if progress:
-            progress(f"{workload.name}: {bench.engine}")
-        database.reset(target, workload.accounts)
-        measured = pgbench.run(target, _script(bench.script, workload.accounts), n, seconds, bench.requests_per_tx)
-        rows.append(_row(bench.engine, n, measured, database.check_invariants(target)))
+    engines = [(BULK_ENGINE if workload.bulk else CONSUME_ENGINE, None)] + [(b.engine, b) for b in workload.pgbench]
+    slices = {engine: [] for engine, _ in engines}
+    for _ in range(rounds):
+        for engine, bench in engines:
+            if progress:
+                progress(f"{workload.name}: {engine}, {n} processes, {seconds // rounds} s")
+            database.reset(target, workload.accounts)
+            if bench is None:
+                measured = clients.run(target.name, workload, n, seconds // rounds)
+                problems = database.check_invariants(target, measured["outcomes"].get("applied", 0))
+            else:
+                script = _script(bench.script, workload.accounts)
+                measured = pgbench.run(target, script, n, seconds // rounds, bench.requests_per_tx)
+                problems = database.check_invariants(target)
+            measured["errors"] = measured["errors"] + problems
+            slices[engine].append(measured)
+    rows = [_row(engine, n, _merged(slices[engine]), []) for engine, _ in engines]
     reference = rows[1]["ops_per_s"] if len(rows) > 1 else 0
     for row in rows:
         row["ratio"] = round(row["ops_per_s"] / reference, 2) if reference else None
@@ -68,6 +75,21 @@ def _run_workload(target, workload: Workload, requested: int, seconds: int, prog
         "target_ratio": workload.target_ratio,
         "target_met": None if workload.target_ratio is None or ratio is None else ratio >= workload.target_ratio,
         "rows": rows,
+    }
+
+
+def _merged(measured: list[dict]) -> dict:
+    outcomes: dict = {}
+    for m in measured:
+        for name, count in m["outcomes"].items():
+            outcomes[name] = outcomes.get(name, 0) + count
+    return {
+        "ops": sum(m["ops"] for m in measured),
+        "elapsed": sum(m["elapsed"] for m in measured),
+        "cpu_seconds": sum(m["cpu_seconds"] for m in measured),
+        "latencies": sorted(x for m in measured for x in m["latencies"]),
+        "outcomes": outcomes,
+        "errors": [e for m in measured for e in m["errors"]],
     }
 
 
@@ -107,7 +129,7 @@ def render(report: dict, console) -> None:
     from rich.table import Table
 
     table = Table(title=f"energyctl vs pgbench (-M {report['pgbench_protocol']}), PostgreSQL "
-                        f"{report['server_version']}, {report['seconds']} s per run")
+                        f"{report['server_version']}, {report['seconds']} s per engine in {report['rounds']} interleaved slices")
     for column in ("workload", "engine", "procs", "ops/s", "p50 ms", "p99 ms", "client CPU µs/op",
                    "x ref", "invariants"):
         table.add_column(column, justify="left" if column in ("workload", "engine") else "right")
@@ -137,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="length of each run (default 10)")
     parser.add_argument("--processes", type=int, default=8, help="processes / pgbench clients (default 8)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="interleaved slices each engine's time is split into (default 2)")
     parser.add_argument("--only", default="", help="comma-separated workloads: single,hot,spread,storm,bulk")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args(argv)
@@ -150,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         by_name(only)
     except ValueError as exc:
         parser.error(str(exc))
-    report = run(seconds=args.seconds, processes=args.processes, only=only,
+    report = run(seconds=args.seconds, processes=args.processes, only=only, rounds=args.rounds,
                  progress=None if args.json else lambda text: err.print(f"[dim]{text}[/dim]"))
     if args.json:
         print(json.dumps(report))

@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
 def bench(
     seconds: int = typer.Option(10, "--seconds", min=1, help="Length of each run, in seconds."),
     processes: int = typer.Option(8, "--processes", min=1, help="Processes (and pgbench clients) per run."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Interleaved slices each engine's time is split into."),
     only: str = typer.Option("", "--only", help="Comma-separated workloads: single,hot,spread,storm,bulk."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of the table."),
 ) -> None:
@@ -26,7 +27,7 @@ def bench(
     out = Output(as_json=as_json)
     names = [name for name in only.split(",") if name] or None
     try:
-        report = run(seconds=seconds, processes=processes, only=names,
+        report = run(seconds=seconds, processes=processes, only=names, rounds=rounds,
                      progress=None if as_json else lambda text: out.err.print(f"[dim]{text}[/dim]"))
     except ValueError as exc:
         out.err.print(f"[bold red]error[/]: {exc}")
