@@ -181,6 +181,18 @@ def test_unreachable_address_is_unavailable_fast_over_http_and_use_case():
     session.close()
 
 
+@pytest.mark.slow
+def test_a_server_that_accepts_but_never_answers_is_unavailable_within_the_connect_timeout():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        session = Session(f"postgresql://energy@127.0.0.1:{silent.getsockname()[1]}/energyctl")
+        hung = session.ask("consume", 1, 30, "silent-server")
+        session.close()
+    assert hung["outcome"] == "unavailable" and hung["seconds"] < UNAVAILABLE_WITHIN_S, hung
+    assert "timeout" in hung["detail"]
+
+
 def energyctl(*args: str, url: str) -> subprocess.CompletedProcess:
     script = Path(sys.executable).parent / "energyctl"
     return subprocess.run([str(script), *args], env={**os.environ, "DATABASE_URL": url}, capture_output=True,
