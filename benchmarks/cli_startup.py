@@ -25,6 +25,10 @@ from pathlib import Path
 TARGET_MS = 200
 ENERGY = 10**12
 
+DJANGO_SETUP_ONLY = (
+    "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'settings'; "
+    "os.environ.setdefault('ENERGYCTL_LOG_LEVEL', 'WARNING'); django.setup()"
+)
 PSQL_TRANSACTION = """
 BEGIN;
 SELECT energy FROM energy_account WHERE id = 1 FOR UPDATE;
@@ -71,6 +75,8 @@ def measure(env: dict, runs: int) -> dict:
     psql = psql_command(env)
     commands = {
         "python -c pass": lambda i: [sys.executable, "-c", "pass"],
+        # The floor under any command that touches the database: Django and psycopg imported.
+        "django.setup() alone": lambda i: [sys.executable, "-c", DJANGO_SETUP_ONLY],
         "energyctl --help": lambda i: [*energyctl(), "--help"],
         "energyctl consume (bad input)": lambda i: [*energyctl(), "consume", "--account", "x", "--amount", "1",
                                                      "--key", "k"],
