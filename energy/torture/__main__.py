@@ -11,7 +11,9 @@ from energy.torture.report import text_lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m energy.torture", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m energy.torture",
+        description="Consume under injected faults, then audit every answer; exit 0 only if every guarantee held.")
     parser.add_argument("--seconds", type=float, default=TortureConfig.seconds)
     parser.add_argument("--clients", type=int, default=TortureConfig.clients)
     parser.add_argument("--accounts", type=int, default=TortureConfig.accounts)
