@@ -30,10 +30,11 @@ ANSWER_TIMEOUT_S = 90.0
 class Session:
     """A child process with its own Django connection, doing one command at a time on request."""
 
-    def __init__(self, url: str, **env: str):
+    def __init__(self, url: str):
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(url, env, child_conn), daemon=True)
+        # A daemon: a test failing half-way leaves no child waiting for commands behind it.
+        self._proc = ctx.Process(target=_serve, args=(url, child_conn), daemon=True)
         self._proc.start()
 
     def ask(self, *command):
@@ -50,8 +51,8 @@ class Session:
         assert self._proc.exitcode == 0
 
 
-def _serve(url, env, conn):
-    os.environ.update(env, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="settings", ENERGYCTL_LOG_LEVEL="ERROR")
+def _serve(url, conn):
+    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="settings", ENERGYCTL_LOG_LEVEL="ERROR")
     import traceback
 
     import django
