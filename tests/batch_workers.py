@@ -30,27 +30,9 @@ def _as_dict(outcome, key) -> dict:
 def run_mixed(jobs: list[tuple]) -> list[dict]:
     """Run each job in its own process, all released together: ("batch", requests, chunk_size)
     sends through consume_many, ("single", requests) one consume at a time. Every outcome."""
-    from django.db import connections
+    from tests.workers import consume_worker, run_workers
 
-    from tests.workers import consume_worker, spawn_context, test_database_name
-
-    db_name = test_database_name()
-    connections.close_all()
-    ctx = spawn_context()
-    barrier = ctx.Barrier(len(jobs))
-    results = ctx.Queue()
-    procs = []
-    for kind, requests, *chunk in jobs:
-        if kind == "batch":
-            procs.append(ctx.Process(target=consume_many_worker, args=(db_name, barrier, requests, chunk[0], results)))
-        else:
-            procs.append(ctx.Process(target=consume_worker, args=(db_name, barrier, requests, results)))
-    for proc in procs:
-        proc.start()
-    outcomes = []
-    for _ in procs:
-        outcomes.extend(results.get(timeout=120))
-    for proc in procs:
-        proc.join(timeout=30)
-        assert proc.exitcode == 0, f"worker {proc.pid} exited with {proc.exitcode}"
-    return outcomes
+    return run_workers([
+        (consume_many_worker, (requests, chunk[0])) if kind == "batch" else (consume_worker, (requests,))
+        for kind, requests, *chunk in jobs
+    ])

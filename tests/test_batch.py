@@ -150,26 +150,12 @@ def test_batches_and_single_consumes_racing_on_shared_keys_apply_each_key_once()
 
 
 def test_chunk_stuck_behind_a_held_lock_is_unavailable_and_its_retry_applies_once():
-    from django.db import connection
-
-    from tests.workers import hold_row_lock, spawn_context, test_database_name
+    from tests.workers import row_lock_held
 
     Account.objects.bulk_create([Account(id=1, energy=100), Account(id=2, energy=100)])
     requests = [ConsumeRequest(2, 5, "free"), ConsumeRequest(1, 10, "stuck")]
-    ctx = spawn_context()
-    holding, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=hold_row_lock, args=(test_database_name(), holding, release))
-    holder.start()
-    try:
-        assert holding.wait(60)
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '200ms'")
+    with row_lock_held(account_id=1):
         outcomes = consume_many(requests)
-    finally:
-        release.set()
-        holder.join(30)
-        with connection.cursor() as cursor:
-            cursor.execute("RESET lock_timeout")
     assert [o.outcome for o in outcomes] == ["unavailable", "unavailable"]
     assert not Consumption.objects.exists()
     assert [o.status for o in consume_many(requests)] == ["applied", "applied"]

@@ -136,24 +136,11 @@ def test_other_integrity_errors_are_not_replays(account):
 
 def test_lock_timeout_is_unavailable_and_retry_applies_once(account):
     """A consume stuck behind a held row lock gives up with Unavailable; the retry applies once."""
-    from tests.workers import hold_row_lock, spawn_context, test_database_name
+    from tests.workers import row_lock_held
 
-    ctx = spawn_context()
-    holding, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=hold_row_lock, args=(test_database_name(), holding, release))
-    holder.start()
-    try:
-        assert holding.wait(60)
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '200ms'")
-        with pytest.raises(Unavailable) as caught:
-            consume(account_id=1, amount=10, idempotency_key="stuck")
-        assert "lock" in caught.value.detail
-    finally:
-        release.set()
-        holder.join(30)
-        with connection.cursor() as cursor:
-            cursor.execute("RESET lock_timeout")
+    with row_lock_held(account_id=1), pytest.raises(Unavailable) as caught:
+        consume(account_id=1, amount=10, idempotency_key="stuck")
+    assert "lock" in caught.value.detail
     assert balance() == 100
     assert consume(account_id=1, amount=10, idempotency_key="stuck").status == "applied"
     assert consume(account_id=1, amount=10, idempotency_key="stuck").status == "replayed"

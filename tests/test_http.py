@@ -170,28 +170,14 @@ def test_balance_with_bad_id_is_400(client, account, bad):
 
 def test_unavailable_is_503_with_retry_after(client, account, settings):
     """A lock held past lock_timeout ends in 503 + Retry-After, and the retry applies once."""
-    from django.db import connection
+    from tests.workers import row_lock_held
 
-    from tests.workers import hold_row_lock, spawn_context, test_database_name
-
-    ctx = spawn_context()
-    holding, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=hold_row_lock, args=(test_database_name(), holding, release))
-    holder.start()
     body = {"account_id": 1, "amount": 10, "idempotency_key": "retry-me"}
-    try:
-        assert holding.wait(60)
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '200ms'")
+    with row_lock_held(account_id=1):
         response = post(client, body)
-        assert response.status_code == 503
-        assert response.headers["Retry-After"] == "1"
-        assert response.json()["error"] == "unavailable"
-    finally:
-        release.set()
-        holder.join(30)
-        with connection.cursor() as cursor:
-            cursor.execute("RESET lock_timeout")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.json()["error"] == "unavailable"
     assert post(client, body).status_code == 201
     assert post(client, body).status_code == 200
     assert Account.objects.get(pk=1).energy == 90

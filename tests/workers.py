@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from contextlib import contextmanager
 
 
 def spawn_context():
@@ -53,17 +54,20 @@ def consume_worker(db_name, barrier, requests, results) -> None:
 
 def run_in_processes(request_lists: list[list[tuple[int, int, str]]]) -> list[dict]:
     """Run each list of requests in its own process, all released together; return every outcome."""
+    return run_workers([(consume_worker, (requests,)) for requests in request_lists])
+
+
+def run_workers(jobs: list[tuple]) -> list[dict]:
+    """Start one process per ``(target, args)``, called as ``target(db_name, barrier, *args, results)``,
+    all released together by one barrier; return every outcome they put."""
     from django.db import connections
 
     db_name = test_database_name()
     connections.close_all()
     ctx = spawn_context()
-    barrier = ctx.Barrier(len(request_lists))
+    barrier = ctx.Barrier(len(jobs))
     results = ctx.Queue()
-    procs = [
-        ctx.Process(target=consume_worker, args=(db_name, barrier, requests, results))
-        for requests in request_lists
-    ]
+    procs = [ctx.Process(target=target, args=(db_name, barrier, *args, results)) for target, args in jobs]
     for proc in procs:
         proc.start()
     outcomes = []
@@ -73,6 +77,27 @@ def run_in_processes(request_lists: list[list[tuple[int, int, str]]]) -> list[di
         proc.join(timeout=30)
         assert proc.exitcode == 0, f"worker {proc.pid} exited with {proc.exitcode}"
     return outcomes
+
+
+@contextmanager
+def row_lock_held(account_id: int = 1, lock_timeout: str = "200ms"):
+    """Another process holds the account's row lock while this connection waits at most ``lock_timeout``."""
+    from django.db import connection
+
+    ctx = spawn_context()
+    holding, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=hold_row_lock, args=(test_database_name(), holding, release, account_id))
+    holder.start()
+    try:
+        assert holding.wait(60), "the lock holder never got the lock"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, false)", [lock_timeout])
+        yield
+    finally:
+        release.set()
+        holder.join(30)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
 
 
 def hold_row_lock(db_name, holding, release, account_id=1) -> None:
