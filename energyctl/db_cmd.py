@@ -7,7 +7,7 @@ import os
 import typer
 
 from energyctl.output import Output
-from energyctl.redact import redact_text, redact_url
+from energy.redact import redact_text, redact_url
 
 db_app = typer.Typer(
     help="The database energyctl uses: the embedded PostgreSQL unless DATABASE_URL is set.",

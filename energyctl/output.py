@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from energy.domain.exceptions import EnergyError, InvalidRequest
+from energy.domain.exceptions import EnergyError, InvalidRequest, error_document
 
 # The one table from outcome to exit code (see the contract). 75 is EX_TEMPFAIL: retry later.
 EXIT_CODES = {
@@ -40,14 +40,6 @@ OUTCOME_STYLE = {
     "invalid_request": "red",
     "unavailable": "red",
 }
-
-
-def error_document(error: str, detail: str, fields: dict | None = None) -> dict:
-    """The contract's error body, the same object the HTTP API answers with."""
-    document = {"status": "error", "error": error, "detail": detail}
-    if fields is not None:
-        document["fields"] = fields
-    return document
 
 
 class Output:

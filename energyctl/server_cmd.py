@@ -9,7 +9,7 @@ import typer
 
 from energy.domain.exceptions import EnergyError, Unavailable
 from energyctl.output import EXIT_CODES, EXIT_CONFIG, Output
-from energyctl.redact import redact_url
+from energy.redact import redact_url
 
 # Seconds gunicorn lets one request run before it replaces the worker; every statement is
 # already bounded by the database's statement_timeout, so this only catches a stuck worker.

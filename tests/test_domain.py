@@ -101,3 +101,24 @@ def test_from_text_validates_all_three():
     with pytest.raises(InvalidRequest) as caught:
         ConsumeRequest.from_text("x", "0", "")
     assert set(caught.value.fields) == {"account_id", "amount", "idempotency_key"}
+
+
+def test_missing_sqlite_table_is_unavailable_with_the_migrate_hint():
+    from django.db import OperationalError
+
+    from energy.application.guard import NOT_MIGRATED, database_guard
+    from energy.domain.exceptions import Unavailable
+
+    with pytest.raises(Unavailable) as caught, database_guard():
+        raise OperationalError("no such table: energy_account")
+    assert NOT_MIGRATED in caught.value.detail
+
+
+def test_error_document_is_the_contract_shape():
+    from energy.domain.exceptions import InsufficientEnergy, describe
+
+    assert describe(InvalidRequest({"amount": "is required"})) == {
+        "status": "error", "error": "invalid_request", "detail": "amount: is required",
+        "fields": {"amount": "is required"}}
+    assert describe(InsufficientEnergy(1, 5, 9)) == {
+        "status": "error", "error": "insufficient_energy", "detail": "Account 1 has 5 energy; 9 was requested."}

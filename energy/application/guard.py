@@ -7,9 +7,11 @@ from contextlib import contextmanager
 from django.db import InterfaceError, OperationalError, ProgrammingError, connection
 
 from energy.domain.exceptions import Unavailable
+from energy.redact import redact_text
 
 # SQLSTATE 42P01: a table is missing, i.e. the schema was never migrated on this database.
 _UNDEFINED_TABLE = "42P01"
+NOT_MIGRATED = "the database has no energyctl schema yet: run `energyctl migrate`"
 
 
 @contextmanager
@@ -18,13 +20,15 @@ def database_guard():
     try:
         yield
     except (OperationalError, InterfaceError) as exc:
+        if "no such table" in str(exc):  # SQLite reports a missing schema this way
+            raise Unavailable(NOT_MIGRATED) from exc
         # A dead connection stays dead; drop it so the next call in this process reconnects.
         connection.close_if_unusable_or_obsolete()
         raise Unavailable(_reason(exc)) from exc
     except ProgrammingError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != _UNDEFINED_TABLE and "no such table" not in str(exc):
+        if getattr(exc.__cause__, "sqlstate", None) != _UNDEFINED_TABLE:
             raise
-        raise Unavailable("the database has no energyctl schema yet: run `energyctl migrate`") from exc
+        raise Unavailable(NOT_MIGRATED) from exc
 
 
 def _reason(exc: Exception) -> str:
@@ -34,11 +38,5 @@ def _reason(exc: Exception) -> str:
     if sqlstate == "57014":
         return "statement timed out"
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return _redact(first_line)
+    return redact_text(first_line)
 
-
-def _redact(text: str) -> str:
-    """Drop anything that looks like a password from a driver message."""
-    import re
-
-    return re.sub(r"(password=|://[^:/@\s]*:)[^@\s]*", r"\1***", text)

@@ -68,3 +68,16 @@ class Unavailable(EnergyError):
     def __init__(self, reason: str):
         super().__init__(f"The database is unavailable ({reason}); retry with the same idempotency key.")
         self.reason = reason
+
+
+def error_document(error: str, detail: str, fields: dict | None = None) -> dict:
+    """The contract's error body, the same for the HTTP API and the CLI's ``--json``."""
+    document = {"status": "error", "error": error, "detail": detail}
+    if fields is not None:
+        document["fields"] = fields
+    return document
+
+
+def describe(exc: EnergyError) -> dict:
+    """The error body of a failed outcome."""
+    return error_document(exc.outcome, exc.detail, exc.fields if isinstance(exc, InvalidRequest) else None)

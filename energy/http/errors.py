@@ -4,7 +4,7 @@ from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from energy.domain.exceptions import EnergyError, InvalidRequest, Unavailable
+from energy.domain.exceptions import EnergyError, Unavailable, describe, error_document
 
 HTTP_STATUS = {
     "applied": 201,
@@ -19,25 +19,17 @@ HTTP_STATUS = {
 RETRY_AFTER_SECONDS = 1
 
 
-def error_body(error: str, detail: str, fields: dict | None = None) -> dict:
-    body = {"status": "error", "error": error, "detail": detail}
-    if fields is not None:
-        body["fields"] = fields
-    return body
-
-
 def exception_handler(exc, context):
     if isinstance(exc, EnergyError):
-        fields = exc.fields if isinstance(exc, InvalidRequest) else None
-        response = Response(error_body(exc.outcome, exc.detail, fields), status=HTTP_STATUS[exc.outcome])
+        response = Response(describe(exc), status=HTTP_STATUS[exc.outcome])
         if isinstance(exc, Unavailable):
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     if isinstance(exc, RequestDataTooBig):
-        return Response(error_body("invalid_request", "Request body is too large."), status=413)
+        return Response(error_document("invalid_request", "Request body is too large."), status=413)
     if isinstance(exc, drf.APIException):
         # Malformed JSON (400), too large (413), wrong method (405), wrong content type (415).
-        response = Response(error_body("invalid_request", _text(exc.detail)), status=exc.status_code)
+        response = Response(error_document("invalid_request", _text(exc.detail)), status=exc.status_code)
         if isinstance(exc, drf.MethodNotAllowed):
             allowed = context["view"].allowed_methods if context.get("view") else []
             response["Allow"] = ", ".join(allowed)
