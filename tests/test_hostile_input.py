@@ -96,15 +96,7 @@ def test_use_case_answers_like_the_model_for_any_valid_request():
         st.sampled_from(["k1", "k2", "ключ", "🔑"]) | valid_keys,
     )
 
-    @WITH_DB
-    @given(data=st.data())
-    def answers_like_the_model(data):
-        account, amount, key = data.draw(requests)
-        if applied and data.draw(st.booleans()):
-            # Retry a key already applied: as it was (a replay), or changed (a mismatch).
-            key = data.draw(st.sampled_from(sorted(applied)))
-            if data.draw(st.booleans()):
-                account, amount = applied[key]
+    def answers_like_the_model(account, amount, key):
         request = (account, amount, key)
         expected = _model_outcome(balances, applied, account, amount, key)
         try:
@@ -119,7 +111,27 @@ def test_use_case_answers_like_the_model_for_any_valid_request():
         assert dict(Account.objects.values_list("id", "energy")) == balances
         assert Consumption.objects.count() == len(applied)
 
-    answers_like_the_model()
+    @WITH_DB
+    @given(data=st.data())
+    def for_generated_requests(data):
+        account, amount, key = data.draw(requests)
+        if applied and data.draw(st.booleans()):
+            # Retry a key already applied: as it was (a replay), or changed (a mismatch).
+            key = data.draw(st.sampled_from(sorted(applied)))
+            if data.draw(st.booleans()):
+                account, amount = applied[key]
+        answers_like_the_model(account, amount, key)
+
+    for_generated_requests()
+    # Then a fixed sequence, on an account the generator never draws, so that every outcome
+    # is checked against the model on every run whatever the generator happened to produce.
+    Account.objects.create(id=MAX_INT64, energy=100)
+    balances[MAX_INT64] = 100
+    for request in [
+        (MAX_INT64, 60, "fixed-a"), (MAX_INT64, 60, "fixed-a"), (MAX_INT64, 61, "fixed-a"),
+        (MAX_INT64, 60, "fixed-b"), (MAX_INT64 - 1, 1, "fixed-c"),
+    ]:
+        answers_like_the_model(*request)
     assert seen == {"applied", "replayed", "idempotency_key_mismatch", "insufficient_energy", "account_not_found"}
 
 
