@@ -143,6 +143,11 @@ def render(report: dict, console) -> None:
                 "ok" if row["ok"] else "[red]FAILED: " + "; ".join(row["problems"]) + "[/red]",
                 end_section=i == len(workload["rows"]) - 1,
             )
+    if not console.is_terminal and console.width < 120:
+        # Written to a file or a pipe: a table folded to 80 columns would be unreadable there.
+        from rich.console import Console
+
+        console = Console(file=console.file, width=120, highlight=False)
     console.print(table)
     for workload in report["workloads"]:
         if workload["target_ratio"] is not None:
