@@ -38,11 +38,9 @@ def prepare_database() -> None:
 def ensure_embedded_schema() -> None:
     from django.db import connection
 
-    from energy import embedded_pg
-
     wanted = newest_migration()
-    data_dir = embedded_pg.default_data_dir()
-    marker = data_dir / f".energyctl-schema-{connection.settings_dict['NAME']}"
+    marker = _schema_marker()
+    data_dir = marker.parent
     if _read(marker) == wanted:
         return
     from energy.application.guard import database_guard
@@ -69,11 +67,17 @@ def mark_embedded_schema_current() -> None:
     """Record that the embedded database has every migration, after an explicit migrate."""
     from django.db import connection
 
+    if connection.settings_dict["ENGINE"] == EMBEDDED_ENGINE:
+        _schema_marker().write_text(newest_migration())
+
+
+def _schema_marker() -> Path:
+    """The file in the embedded data directory that names the newest migration applied there."""
+    from django.db import connection
+
     from energy import embedded_pg
 
-    if connection.settings_dict["ENGINE"] == EMBEDDED_ENGINE:
-        marker = embedded_pg.default_data_dir() / f".energyctl-schema-{connection.settings_dict['NAME']}"
-        marker.write_text(newest_migration())
+    return embedded_pg.default_data_dir() / f".energyctl-schema-{connection.settings_dict['NAME']}"
 
 
 def newest_migration() -> str:
