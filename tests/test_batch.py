@@ -99,7 +99,7 @@ def test_batch_outcomes_cover_every_kind():
         ConsumeRequest(4, 1, "nobody"),     # missing account
     ]
     got = consume_many(requests)
-    assert [getattr(o, "status", None) or o.outcome for o in got] == [
+    assert [o.outcome for o in got] == [
         "applied", "replayed", "idempotency_key_mismatch", "replayed", "idempotency_key_mismatch",
         "insufficient_energy", "applied", "insufficient_energy", "account_not_found",
     ]

@@ -83,7 +83,7 @@ def consume_many(requests: Sequence[ConsumeRequest]) -> list[Outcome]:
             decided = [exc] * len(chunk)
         outcomes.extend(decided)
     if log.isEnabledFor(logging.INFO):
-        counts = Counter(getattr(o, "status", None) or o.outcome for o in outcomes)
+        counts = Counter(o.outcome for o in outcomes)
         log.info("consume_many %s requests", len(requests), extra={"outcomes": dict(counts)})
     return outcomes
 

@@ -70,6 +70,11 @@ class ConsumeResult:
             "created_at": self.created_at.isoformat(),
         }
 
+    @property
+    def outcome(self) -> str:
+        """The contract's outcome name, as ``EnergyError.outcome`` gives it for a failure."""
+        return self.status
+
     @classmethod
     def from_record(cls, record: tuple, status: str) -> "ConsumeResult":
         return cls(status, *record)
