@@ -23,7 +23,9 @@ BULK_ENGINE = "energyctl consume_many"
 
 def run(*, seconds: int = 10, processes: int = 8, only: list[str] | None = None, rounds: int = 2,
         progress=None) -> dict:
-    database.setup_django()
+    from energy.standalone import setup_django
+
+    setup_django()
     workloads = by_name(only)
     rounds = max(1, min(rounds, seconds))
     target = database.prepare()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import os
 import time
 from collections import Counter
 
@@ -46,15 +45,13 @@ def run(db_name: str, workload: Workload, processes: int, seconds: float) -> dic
 
 
 def _worker(db_name, workload, process, processes, seconds, barrier, results) -> None:
-    # One log line per consume would measure the terminal, not the consume path.
-    os.environ["ENERGYCTL_LOG_LEVEL"] = "WARNING"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
-    import django
+    from energy.standalone import quiet_consume_log, setup_django
 
-    django.setup()
+    setup_django(database={"NAME": db_name})
+    # One log line per consume would measure the terminal, not the consume path.
+    quiet_consume_log()
     from django.db import connection
 
-    connection.settings_dict["NAME"] = db_name
     try:
         connection.ensure_connection()
         barrier.wait(timeout=START_TIMEOUT_S)

@@ -22,13 +22,6 @@ class Target:
         return psycopg.connect(dbname=self.name, autocommit=True, **self.server, **kwargs)
 
 
-def setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
-    import django
-
-    django.setup()
-
-
 def prepare() -> Target:
     """Recreate the benchmark database next to the configured one and migrate it."""
     from django.core.management import call_command

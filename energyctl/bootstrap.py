@@ -21,9 +21,9 @@ def setup_django(*, log_level: str = "WARNING") -> None:
         return
     os.environ["DJANGO_SETTINGS_MODULE"] = "settings"
     os.environ.setdefault("ENERGYCTL_LOG_LEVEL", log_level)
-    import django
+    from energy.standalone import setup_django as setup
 
-    django.setup()
+    setup()
 
 
 def prepare_database() -> None:

@@ -8,7 +8,6 @@ database by name.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from contextlib import contextmanager
 
 
@@ -23,13 +22,9 @@ def test_database_name() -> str:
 
 
 def setup_django(db_name: str) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
-    import django
+    from energy.standalone import setup_django as setup
 
-    django.setup()
-    from django.db import connections
-
-    connections["default"].settings_dict["NAME"] = db_name
+    setup(database={"NAME": db_name})
 
 
 def consume_worker(db_name, barrier, requests, results) -> None:

@@ -7,7 +7,6 @@ processes are lined up at exactly the step where a missing protection lets them 
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -62,12 +61,7 @@ def serve(conn, db_settings: dict, environ: dict) -> None:
 
 
 def _setup_django(db_settings: dict) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
-    import django
+    from energy.standalone import quiet_consume_log, setup_django
 
-    django.setup()
-    # One log line per consume would drown the demo's own output.
-    logging.getLogger("energy").setLevel(logging.WARNING)
-    from django.db import connections
-
-    connections["default"].settings_dict.update(db_settings)
+    setup_django(database=db_settings)
+    quiet_consume_log()

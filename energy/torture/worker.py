@@ -119,10 +119,9 @@ def _next_request(rng: random.Random, spec: dict, applied: list, key: str) -> tu
 
 def main(argv: list[str]) -> None:
     role, spec = argv[0], json.loads(argv[1])
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
-    import django
+    from energy.standalone import setup_django
 
-    django.setup()
+    setup_django()
     {"prepare": prepare, "client": client}[role](spec)
 
 
