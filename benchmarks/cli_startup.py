@@ -32,8 +32,8 @@ DJANGO_SETUP_ONLY = (
 PSQL_TRANSACTION = """
 BEGIN;
 SELECT energy FROM energy_account WHERE id = 1 FOR UPDATE;
-INSERT INTO energy_consumption (account_id, amount, idempotency_key, balance_after, created_at)
-    SELECT id, 1, '{key}', energy - 1, now() FROM energy_account WHERE id = 1;
+INSERT INTO energy_consumption (client_id, account_id, amount, idempotency_key, balance_after, created_at)
+    SELECT 1, id, 1, '{key}', energy - 1, now() FROM energy_account WHERE id = 1;
 UPDATE energy_account SET energy = energy - 1 WHERE id = 1;
 COMMIT;
 """

@@ -58,8 +58,8 @@ def reset(target: Target, accounts: int) -> None:
     with target.connect() as conn:
         conn.execute("TRUNCATE energy_consumption, energy_account RESTART IDENTITY")
         conn.execute(
-            "INSERT INTO energy_account (id, energy) SELECT g, %s FROM generate_series(1, %s) g",
-            (START_ENERGY, accounts),
+            "INSERT INTO energy_account (id, energy, opening_energy) SELECT g, %s, %s FROM generate_series(1, %s) g",
+            (START_ENERGY, START_ENERGY, accounts),
         )
         conn.execute("VACUUM ANALYZE energy_account, energy_consumption")
 

@@ -1,7 +1,8 @@
 """pgbench scripts: the SQL a consume sends, written by hand, as the ceiling to compare with.
 
 Every client numbers its own keys (``-D n=0`` and ``\\set n :n + 1``), so keys never collide
-and the case-study script never hits the UNIQUE constraint.
+and the case-study script never hits the UNIQUE constraint. Requests are the operator's
+(client 1), as the command line sends them.
 """
 
 KEY = "'pgb-' || :client_id::text || '-' || :n::text"
@@ -12,8 +13,8 @@ CASE_STUDY = f"""\\set aid {{aid}}
 BEGIN;
 SELECT energy FROM energy_account WHERE id = :aid FOR UPDATE \\gset
 \\if :energy >= 1
-INSERT INTO energy_consumption (account_id, amount, idempotency_key, balance_after, created_at)
-  VALUES (:aid, 1, {KEY}, :energy::bigint - 1, now()) RETURNING id, created_at;
+INSERT INTO energy_consumption (client_id, account_id, amount, idempotency_key, balance_after, created_at)
+  VALUES (1, :aid, 1, {KEY}, :energy::bigint - 1, now()) RETURNING id, created_at;
 UPDATE energy_account SET energy = energy - 1 WHERE id = :aid;
 \\endif
 COMMIT;
@@ -22,15 +23,15 @@ COMMIT;
 # Lock, check, record, deduct and answer a replay in one autocommit statement: one round trip.
 _ONE_STATEMENT = f"""WITH acct AS (SELECT id, energy FROM energy_account WHERE id = :aid FOR UPDATE),
 ins AS (
-  INSERT INTO energy_consumption (account_id, amount, idempotency_key, balance_after, created_at)
-  SELECT id, 1, {KEY}, energy - 1, now() FROM acct WHERE energy >= 1
-  ON CONFLICT ON CONSTRAINT energy_consumption_key_unique DO NOTHING
+  INSERT INTO energy_consumption (client_id, account_id, amount, idempotency_key, balance_after, created_at)
+  SELECT 1, id, 1, {KEY}, energy - 1, now() FROM acct WHERE energy >= 1
+  ON CONFLICT ON CONSTRAINT energy_consumption_client_key_unique DO NOTHING
   RETURNING id, account_id, amount, balance_after, created_at),
 upd AS (UPDATE energy_account SET energy = energy - 1 WHERE id = :aid AND EXISTS (SELECT FROM ins))
 SELECT id, balance_after, created_at FROM ins
 UNION ALL
 SELECT id, balance_after, created_at FROM energy_consumption
-  WHERE idempotency_key = {KEY} AND NOT EXISTS (SELECT 1 FROM ins);
+  WHERE client_id = 1 AND idempotency_key = {KEY} AND NOT EXISTS (SELECT 1 FROM ins);
 """
 
 ONE_STATEMENT = "\\set aid {aid}\n\\set n :n + 1\n" + _ONE_STATEMENT

@@ -5,24 +5,61 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 # The constraint a replay is recognised by: only a violation of *this* constraint means
-# "this key was already applied"; any other integrity error is a real failure.
-IDEMPOTENCY_KEY_CONSTRAINT = "energy_consumption_key_unique"
+# "this client already applied this key"; any other integrity error is a real failure.
+IDEMPOTENCY_KEY_CONSTRAINT = "energy_consumption_client_key_unique"
+# The built-in client the command line acts as. It has no token, so it can never be used
+# over HTTP; its id is fixed because existing consumptions were moved into its key space.
+OPERATOR = "operator"
+OPERATOR_CLIENT_ID = 1
+SCOPES = ("consume", "read")
 
 
 class Account(models.Model):
     id = models.BigAutoField(primary_key=True)
     energy = models.BigIntegerField()
+    # What the account started with: the ledger audit's starting point, since
+    # energy = opening_energy - sum(amounts of its consumptions) must always hold.
+    opening_energy = models.BigIntegerField()
 
     class Meta:
         constraints = [
             # Last line of defence: even a buggy writer cannot overdraw an account.
             models.CheckConstraint(condition=Q(energy__gte=0), name="energy_account_energy_not_negative"),
+            models.CheckConstraint(
+                condition=Q(opening_energy__gte=0), name="energy_account_opening_energy_not_negative"
+            ),
+        ]
+
+
+class Client(models.Model):
+    """A caller of the HTTP API; idempotency keys are scoped to it."""
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=64, unique=True)
+    # SHA-256 (hex) of the one active token; the token itself is never stored. A token
+    # carries 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    # NULL for the operator, which has no token and cannot authenticate over HTTP.
+    token_hash = models.CharField(max_length=64, unique=True, null=True)
+    scopes = models.JSONField(default=list)
+    # Account ids the client may consume from or read; NULL means every account. No
+    # foreign key: a client may be allowed an account before the account exists.
+    accounts = models.JSONField(null=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(db_default=Now())
+    last_used_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="energy_client_name_not_empty"),
         ]
 
 
 class Consumption(models.Model):
     id = models.BigAutoField(primary_key=True)
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="consumptions")
+    # Whose key space the idempotency key belongs to. No index of its own: the UNIQUE
+    # (client, key) index starts with it.
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="consumptions", db_index=False)
     amount = models.BigIntegerField()
     idempotency_key = models.CharField(max_length=255)
     # The balance right after this consumption: stored so a replay answers with the
@@ -32,7 +69,7 @@ class Consumption(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["idempotency_key"], name=IDEMPOTENCY_KEY_CONSTRAINT),
+            models.UniqueConstraint(fields=["client", "idempotency_key"], name=IDEMPOTENCY_KEY_CONSTRAINT),
             models.CheckConstraint(condition=Q(amount__gt=0), name="energy_consumption_amount_positive"),
             models.CheckConstraint(
                 condition=Q(balance_after__gte=0), name="energy_consumption_balance_after_not_negative"

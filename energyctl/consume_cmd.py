@@ -19,24 +19,28 @@ def consume(
     account: str = typer.Option(..., "--account", help="Account id (positive integer)."),
     amount: str = typer.Option(..., "--amount", help="Energy to spend (positive integer)."),
     key: str = typer.Option(..., "--key", help="Idempotency key: 1-255 characters; reuse it to retry safely."),
+    client: str = typer.Option(None, "--client", metavar="NAME", show_default=False,
+                               help="Act in this client's idempotency-key space [default: operator, the command line's own]."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Spend energy from an account exactly once per idempotency key.
 
     Exit 0 applied or replayed, 2 invalid input, 3 insufficient energy, 4 no such account, \
-5 key already used for another request, 75 database unavailable (retry with the same key).
+5 key already used for another request (or no such --client), 75 database unavailable (retry with the same key).
     """
-    raise typer.Exit(run_consume(Output(as_json=as_json), account, amount, key))
+    raise typer.Exit(run_consume(Output(as_json=as_json), account, amount, key, client=client))
 
 
-def run_consume(out: Output, account: str, amount: str, key: str) -> int:
+def run_consume(out: Output, account: str, amount: str, key: str, *, client: str | None = None) -> int:
     try:
         request = ConsumeRequest.from_text(account, amount, key)
         prepare_database()
+        from energy.application.clients import client_id_for
         from energy.application.consume import consume as consume_use_case
 
         result = consume_use_case(
-            account_id=request.account_id, amount=request.amount, idempotency_key=request.idempotency_key
+            account_id=request.account_id, amount=request.amount, idempotency_key=request.idempotency_key,
+            client_id=client_id_for(client),
         )
     except EnergyError as exc:
         return out.fail(exc)

@@ -20,6 +20,7 @@ EXIT_CODES = {
     "invalid_request": 2,
     "insufficient_energy": 3,
     "account_not_found": 4,
+    "client_not_found": 4,
     "idempotency_key_mismatch": 5,
     "unavailable": 75,
 }
@@ -36,6 +37,7 @@ OUTCOME_STYLE = {
     "replayed": "cyan",
     "insufficient_energy": "yellow",
     "account_not_found": "yellow",
+    "client_not_found": "yellow",
     "idempotency_key_mismatch": "magenta",
     "invalid_request": "red",
     "unavailable": "red",

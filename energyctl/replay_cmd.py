@@ -29,6 +29,8 @@ def replay(
                                    help="Requests sent to the database per batch."),
     show_failures: int = typer.Option(DEFAULT_SHOWN_FAILURES, "--show-failures", min=0,
                                       help="Report at most this many failed lines (number and reason) on stderr."),
+    client: str = typer.Option(None, "--client", metavar="NAME", show_default=False,
+                               help="Act in this client's idempotency-key space [default: operator, the command line's own]."),
 ) -> None:
     """Apply every request of a JSON Lines file exactly once, then count the outcomes.
 
@@ -39,11 +41,12 @@ skipped; malformed lines count as invalid_request. Exit 0 if every line ended ap
 back replayed, and nothing is applied twice.
     """
     out = Output(as_json=as_json)
-    raise typer.Exit(run_replay(out, file, chunk_size=chunk_size, show_failures=show_failures))
+    raise typer.Exit(run_replay(out, file, chunk_size=chunk_size, show_failures=show_failures, client=client))
 
 
 def run_replay(out: Output, file: str, *, chunk_size: int = DEFAULT_CHUNK,
-               show_failures: int = DEFAULT_SHOWN_FAILURES, stdin: BinaryIO | None = None) -> int:
+               show_failures: int = DEFAULT_SHOWN_FAILURES, stdin: BinaryIO | None = None,
+               client: str | None = None) -> int:
     try:
         stream, size = _open(file, stdin)
     except InvalidRequest as exc:
@@ -52,7 +55,10 @@ def run_replay(out: Output, file: str, *, chunk_size: int = DEFAULT_CHUNK,
     try:
         with stream as source:
             prepare_database()
-            summary, interrupted = _replay(out, _CountingLines(source), size, chunk_size, failures)
+            from energy.application.clients import client_id_for
+
+            client_id = client_id_for(client)
+            summary, interrupted = _replay(out, _CountingLines(source), size, chunk_size, failures, client_id)
     except EnergyError as exc:
         return out.fail(exc)
     _show_summary(out, summary, failures)
@@ -78,15 +84,16 @@ def _open(file: str, stdin: BinaryIO | None):
     return stream, os.fstat(stream.fileno()).st_size
 
 
-def _replay(out: Output, lines: "_CountingLines", size: int | None, chunk_size: int, failures):
+def _replay(out: Output, lines: "_CountingLines", size: int | None, chunk_size: int, failures, client_id: int):
     """Run the replay use case; returns its summary and whether it was interrupted."""
     from energy.application.replay import ReplayInterrupted, replay
 
     try:
         if not out.err.is_terminal:
-            return replay(lines, chunk_size=chunk_size, on_failure=failures.add), False
+            return replay(lines, chunk_size=chunk_size, on_failure=failures.add, client_id=client_id), False
         with _progress_bar(out, lines, size) as advance:
-            return replay(lines, chunk_size=chunk_size, on_progress=advance, on_failure=failures.add), False
+            return replay(lines, chunk_size=chunk_size, on_progress=advance, on_failure=failures.add,
+                          client_id=client_id), False
     except ReplayInterrupted as stopped:
         return stopped.summary, True
 

@@ -31,4 +31,19 @@ def account(db):
     """Account 1 with 100 energy, in a test wrapped in a transaction."""
     from energy.models import Account
 
-    return Account.objects.create(id=1, energy=100)
+    return Account.objects.create(id=1, energy=100, opening_energy=100)
+
+
+@pytest.fixture(autouse=True)
+def operator_client(request):
+    """The built-in ``operator`` client, which the migrations create and a test's flush empties away."""
+    if request.node.get_closest_marker("django_db") is None:
+        for name in ("transactional_db", "db"):
+            if name in request.fixturenames:
+                request.getfixturevalue(name)
+                break
+        else:
+            return
+    from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Client
+
+    Client.objects.get_or_create(id=OPERATOR_CLIENT_ID, defaults={"name": OPERATOR, "scopes": ["consume", "read"]})

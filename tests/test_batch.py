@@ -30,7 +30,7 @@ EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 def reset(applied_before):
     Consumption.objects.all().delete()
     Account.objects.all().delete()
-    Account.objects.bulk_create([Account(id=i, energy=e) for i, e in STARTING.items()])
+    Account.objects.bulk_create([Account(id=i, energy=e, opening_energy=e) for i, e in STARTING.items()])
     for request in applied_before:
         one_by_one([request])
 
@@ -85,7 +85,7 @@ def test_batch_answers_like_one_by_one_for_any_request_list(chunk_size, monkeypa
 
 
 def test_batch_outcomes_cover_every_kind():
-    Account.objects.bulk_create([Account(id=i, energy=e) for i, e in STARTING.items()])
+    Account.objects.bulk_create([Account(id=i, energy=e, opening_energy=e) for i, e in STARTING.items()])
     consume(account_id=1, amount=5, idempotency_key="old")
     requests = [
         ConsumeRequest(1, 10, "new"),       # applied
@@ -110,7 +110,7 @@ def test_batch_outcomes_cover_every_kind():
 
 
 def test_same_object_twice_in_a_list_is_applied_then_replayed():
-    Account.objects.create(id=1, energy=10)
+    Account.objects.create(id=1, energy=10, opening_energy=10)
     request = ConsumeRequest(1, 4, "twice")
     first, second = consume_many([request, request])
     assert (first.status, second.status) == ("applied", "replayed")
@@ -127,7 +127,7 @@ def test_batches_and_single_consumes_racing_on_shared_keys_apply_each_key_once()
 
     rich = {i: 1_000_000 for i in range(1, 6)}
     poor = {6: 100}
-    Account.objects.bulk_create([Account(id=i, energy=e) for i, e in {**rich, **poor}.items()])
+    Account.objects.bulk_create([Account(id=i, energy=e, opening_energy=e) for i, e in {**rich, **poor}.items()])
     # 150 keys over the rich accounts, and 30 keys of 7 energy on the poor one: only 14 fit.
     keys = [(1 + k % 5, 1 + k % 9, f"shared-{k}") for k in range(150)]
     keys += [(6, 7, f"poor-{k}") for k in range(30)]
@@ -152,7 +152,7 @@ def test_batches_and_single_consumes_racing_on_shared_keys_apply_each_key_once()
 def test_chunk_stuck_behind_a_held_lock_is_unavailable_and_its_retry_applies_once():
     from tests.workers import row_lock_held
 
-    Account.objects.bulk_create([Account(id=1, energy=100), Account(id=2, energy=100)])
+    Account.objects.bulk_create([Account(id=1, energy=100, opening_energy=100), Account(id=2, energy=100, opening_energy=100)])
     requests = [ConsumeRequest(2, 5, "free"), ConsumeRequest(1, 10, "stuck")]
     with row_lock_held(account_id=1):
         outcomes = consume_many(requests)

@@ -11,7 +11,7 @@ PROCESSES = 8
 
 
 def test_distinct_keys_never_overdraw_and_balance_matches_records():
-    Account.objects.create(id=1, energy=1_000)
+    Account.objects.create(id=1, energy=1_000, opening_energy=1_000)
     # 8 processes x 20 requests x 7 energy = 1,120 asked of 1,000: some must be refused.
     outcomes = run_in_processes(
         [[(1, 7, f"p{p}-r{r}") for r in range(20)] for p in range(PROCESSES)]
@@ -29,7 +29,7 @@ def test_distinct_keys_never_overdraw_and_balance_matches_records():
 
 
 def test_same_key_from_many_processes_applies_exactly_once():
-    Account.objects.create(id=1, energy=100)
+    Account.objects.create(id=1, energy=100, opening_energy=100)
     outcomes = run_in_processes([[(1, 30, "the-one-key")] for _ in range(PROCESSES)])
     statuses = sorted(o["status"] for o in outcomes)
     assert statuses == ["applied"] + ["replayed"] * (PROCESSES - 1)
@@ -40,7 +40,7 @@ def test_same_key_from_many_processes_applies_exactly_once():
 
 
 def test_same_key_for_different_accounts_applies_once_and_rest_mismatch():
-    Account.objects.bulk_create([Account(id=i, energy=100) for i in range(1, PROCESSES + 1)])
+    Account.objects.bulk_create([Account(id=i, energy=100, opening_energy=100) for i in range(1, PROCESSES + 1)])
     outcomes = run_in_processes([[(p + 1, 10, "shared")] for p in range(PROCESSES)])
     applied = [o for o in outcomes if o["status"] == "applied"]
     assert len(applied) == 1
@@ -51,7 +51,7 @@ def test_same_key_for_different_accounts_applies_once_and_rest_mismatch():
 
 
 def test_retry_storm_of_mixed_keys_applies_each_key_once():
-    Account.objects.bulk_create([Account(id=i, energy=500) for i in (1, 2, 3)])
+    Account.objects.bulk_create([Account(id=i, energy=500, opening_energy=500) for i in (1, 2, 3)])
     # Every process sends the same 30 keys over three accounts, in its own order.
     base = [((k % 3) + 1, 5 + k % 4, f"storm-{k}") for k in range(30)]
     outcomes = run_in_processes([base[p:] + base[:p] for p in range(PROCESSES)])

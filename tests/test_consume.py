@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def account():
-    return Account.objects.create(id=1, energy=100)
+    return Account.objects.create(id=1, energy=100, opening_energy=100)
 
 
 def balance(account_id=1):
@@ -61,7 +61,7 @@ def test_key_reused_with_other_amount_is_a_mismatch(account):
 
 
 def test_key_reused_with_other_account_is_a_mismatch(account):
-    Account.objects.create(id=2, energy=100)
+    Account.objects.create(id=2, energy=100, opening_energy=100)
     consume(account_id=1, amount=30, idempotency_key="abc")
     with pytest.raises(IdempotencyKeyMismatch):
         consume(account_id=2, amount=30, idempotency_key="abc")

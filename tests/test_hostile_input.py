@@ -88,7 +88,7 @@ def test_a_bad_field_is_always_named(case):
 @pytest.mark.django_db(transaction=True)
 def test_use_case_answers_like_the_model_for_any_valid_request():
     starting = {1: 1_000, 2: 5}
-    Account.objects.bulk_create([Account(id=i, energy=e) for i, e in starting.items()])
+    Account.objects.bulk_create([Account(id=i, energy=e, opening_energy=e) for i, e in starting.items()])
     balances, applied, seen = dict(starting), {}, set()
     requests = st.tuples(
         st.sampled_from([1, 2]) | st.integers(3, MAX_INT64),
@@ -125,7 +125,7 @@ def test_use_case_answers_like_the_model_for_any_valid_request():
     for_generated_requests()
     # Then a fixed sequence, on an account the generator never draws, so that every outcome
     # is checked against the model on every run whatever the generator happened to produce.
-    Account.objects.create(id=MAX_INT64, energy=100)
+    Account.objects.create(id=MAX_INT64, energy=100, opening_energy=100)
     balances[MAX_INT64] = 100
     for request in [
         (MAX_INT64, 60, "fixed-a"), (MAX_INT64, 60, "fixed-a"), (MAX_INT64, 61, "fixed-a"),
@@ -149,7 +149,7 @@ class TestHostileHttp:
 
     @pytest.fixture(autouse=True)
     def _account(self):
-        Account.objects.create(id=1, energy=100)
+        Account.objects.create(id=1, energy=100, opening_energy=100)
 
     def test_a_request_with_a_bad_field_is_400_naming_it(self):
         @WITH_DB

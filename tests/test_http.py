@@ -18,7 +18,7 @@ def client():
 
 @pytest.fixture
 def account():
-    return Account.objects.create(id=1, energy=100)
+    return Account.objects.create(id=1, energy=100, opening_energy=100)
 
 
 def post(client, body, **headers):

@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.utils import ConnectionHandler
 from rich.console import Console
 
-from energy.models import Account, Consumption
+from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Account, Client, Consumption
 from energy.race import SCENARIOS, DemoReport, DemoUnsupported, ScenarioResult, Step, run_demo
 from energy.race.demo import check_backend
 from energyctl.race_view import render
@@ -49,8 +49,10 @@ def demo_schemas() -> list[str]:
 def runs(django_db_setup, django_db_blocker):
     """The whole demo, run several times next to real data that must come out untouched."""
     with django_db_blocker.unblock():
-        Account.objects.create(id=1, energy=500)
-        Consumption.objects.create(account_id=1, amount=5, idempotency_key="real-1", balance_after=495)
+        Account.objects.create(id=1, energy=500, opening_energy=500)
+        operator, _ = Client.objects.get_or_create(id=OPERATOR_CLIENT_ID, defaults={"name": OPERATOR})
+        Consumption.objects.create(account=Account(pk=1), client=operator, amount=5, idempotency_key="real-1",
+                                   balance_after=495)
         Account.objects.filter(pk=1).update(energy=495)
         before = real_state()
         try:

@@ -124,11 +124,11 @@ def test_ctrl_c_exits_130_with_one_line_after_the_summary(accounts, tmp_path, mo
 
     calls = []
 
-    def stop_on_second_chunk(requests):
+    def stop_on_second_chunk(requests, **options):
         calls.append(len(requests))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(requests)
+        return original(requests, **options)
 
     original = module.consume_many
     monkeypatch.setattr(module, "consume_many", stop_on_second_chunk)

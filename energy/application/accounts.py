@@ -51,7 +51,7 @@ def seed_accounts(*, count: int, energy: int, progress=None) -> SeedResult:
         for start in range(1, count + 1, SEED_BATCH):
             stop = min(start + SEED_BATCH, count + 1)
             Account.objects.bulk_create(
-                [Account(id=i, energy=energy) for i in range(start, stop)], ignore_conflicts=True
+                [Account(id=i, energy=energy, opening_energy=energy) for i in range(start, stop)], ignore_conflicts=True
             )
             if progress is not None:
                 progress(stop - start)

@@ -36,7 +36,7 @@ from energy.application.consume import (
 from energy.application.guard import database_guard
 from energy.domain.exceptions import AccountNotFound, EnergyError, InsufficientEnergy, Unavailable
 from energy.domain.requests import ConsumeRequest
-from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, Account, Consumption
+from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, OPERATOR_CLIENT_ID, Account, Consumption
 
 log = logging.getLogger("energy.consume")
 
@@ -50,10 +50,10 @@ MAX_ATTEMPTS = 5
 _CONSUMPTION = Consumption._meta.db_table
 _ACCOUNT = Account._meta.db_table
 _FIELDS = ", ".join(RECORD_FIELDS)
-_EARLIER = f"SELECT {_FIELDS} FROM {_CONSUMPTION} WHERE idempotency_key = ANY(%s)"
+_EARLIER = f"SELECT {_FIELDS} FROM {_CONSUMPTION} WHERE client_id = %s AND idempotency_key = ANY(%s)"
 _INSERT = f"""
-INSERT INTO {_CONSUMPTION} (account_id, amount, idempotency_key, balance_after, created_at)
-SELECT account_id, amount, idempotency_key, balance_after, now()
+INSERT INTO {_CONSUMPTION} (client_id, account_id, amount, idempotency_key, balance_after, created_at)
+SELECT %s, account_id, amount, idempotency_key, balance_after, now()
 FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[])
      WITH ORDINALITY AS planned(account_id, amount, idempotency_key, balance_after, position)
 ORDER BY position
@@ -69,16 +69,19 @@ WHERE {_ACCOUNT}.id = spent.account_id
 Outcome = ConsumeResult | EnergyError
 
 
-def consume_many(requests: Sequence[ConsumeRequest]) -> list[Outcome]:
-    """Apply ``requests`` in order; each gets a ConsumeResult or the EnergyError it ended in."""
+def consume_many(requests: Sequence[ConsumeRequest], *, client_id: int = OPERATOR_CLIENT_ID) -> list[Outcome]:
+    """Apply ``requests`` in order in ``client_id``'s key space (default: the operator's).
+
+    Each request gets a ConsumeResult or the EnergyError it ended in.
+    """
     if connection.vendor != "postgresql":
-        return [_one(request) for request in requests]
+        return [_one(client_id, request) for request in requests]
     outcomes: list[Outcome] = []
     for start in range(0, len(requests), CHUNK_SIZE):
         chunk = requests[start:start + CHUNK_SIZE]
         try:
             with database_guard():
-                decided = _chunk(chunk)
+                decided = _chunk(client_id, chunk)
         except Unavailable as exc:
             decided = [exc] * len(chunk)
         outcomes.extend(decided)
@@ -88,10 +91,10 @@ def consume_many(requests: Sequence[ConsumeRequest]) -> list[Outcome]:
     return outcomes
 
 
-def _one(request: ConsumeRequest) -> Outcome:
+def _one(client_id: int, request: ConsumeRequest) -> Outcome:
     try:
         return consume(account_id=request.account_id, amount=request.amount,
-                       idempotency_key=request.idempotency_key)
+                       idempotency_key=request.idempotency_key, client_id=client_id)
     except EnergyError as exc:
         return exc
 
@@ -100,14 +103,14 @@ class _KeyTaken(Exception):
     """A key planned for insertion was committed by a concurrent writer meanwhile."""
 
 
-def _chunk(chunk: Sequence[ConsumeRequest]) -> list[Outcome]:
+def _chunk(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[Outcome]:
     for _ in range(MAX_ATTEMPTS):
         try:
             with transaction.atomic():
-                return _decide_and_apply(chunk)
+                return _decide_and_apply(client_id, chunk)
         except _KeyTaken:
             continue
-    return [_one(request) for request in chunk]
+    return [_one(client_id, request) for request in chunk]
 
 
 @dataclass
@@ -118,10 +121,10 @@ class _Planned:
     record: tuple | None = None
 
 
-def _decide_and_apply(chunk: Sequence[ConsumeRequest]) -> list[Outcome]:
+def _decide_and_apply(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[Outcome]:
     balances = lock_balances([r.account_id for r in chunk])
     known: dict[str, tuple | _Planned] = {
-        row[3]: row for row in prepared(_EARLIER, [list({r.idempotency_key for r in chunk})])
+        row[3]: row for row in prepared(_EARLIER, [Int8(client_id), list({r.idempotency_key for r in chunk})])
     }
     decisions: list[tuple | _Planned | EnergyError] = []
     for position, request in enumerate(chunk):
@@ -137,17 +140,18 @@ def _decide_and_apply(chunk: Sequence[ConsumeRequest]) -> list[Outcome]:
             planned = _Planned(position, request, balances[request.account_id])
             known[request.idempotency_key] = planned
             decisions.append(planned)
-    _apply([d for position, d in enumerate(decisions) if isinstance(d, _Planned) and d.position == position])
+    _apply(client_id, [d for position, d in enumerate(decisions) if isinstance(d, _Planned) and d.position == position])
     return [_outcome(position, decision, request) for position, (decision, request) in enumerate(zip(decisions, chunk))]
 
 
-def _apply(planned: list[_Planned]) -> None:
+def _apply(client_id: int, planned: list[_Planned]) -> None:
     if not planned:
         return
     # One global key order for every writer, so two chunks inserting overlapping keys wait
     # for each other in one direction only and never deadlock.
     planned = sorted(planned, key=lambda p: p.request.idempotency_key)
     records = prepared(_INSERT, [
+        Int8(client_id),
         [Int8(p.request.account_id) for p in planned],
         [Int8(p.request.amount) for p in planned],
         [p.request.idempotency_key for p in planned],

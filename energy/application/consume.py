@@ -39,7 +39,7 @@ from energy.domain.exceptions import (
     IdempotencyKeyMismatch,
     InsufficientEnergy,
 )
-from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, Account, Consumption
+from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, OPERATOR_CLIENT_ID, Account, Consumption
 
 log = logging.getLogger("energy.consume")
 
@@ -80,13 +80,18 @@ class ConsumeResult:
         return cls(status, *record)
 
 
-def consume(*, account_id: int, amount: int, idempotency_key: str) -> ConsumeResult:
-    """Apply one validated request; returns applied/replayed or raises an EnergyError."""
+def consume(
+    *, account_id: int, amount: int, idempotency_key: str, client_id: int = OPERATOR_CLIENT_ID
+) -> ConsumeResult:
+    """Apply one validated request in ``client_id``'s key space (default: the operator's).
+
+    Returns applied/replayed or raises an EnergyError.
+    """
     started = time.perf_counter()
     outcome = "error"
     try:
         with database_guard():
-            result = _consume(account_id, amount, idempotency_key)
+            result = _consume(client_id, account_id, amount, idempotency_key)
         outcome = result.status
         return result
     except EnergyError as exc:
@@ -99,6 +104,7 @@ def consume(*, account_id: int, amount: int, idempotency_key: str) -> ConsumeRes
                 outcome,
                 extra={
                     "idempotency_key": idempotency_key,
+                    "client_id": client_id,
                     "account_id": account_id,
                     "amount": amount,
                     "outcome": outcome,
@@ -107,12 +113,15 @@ def consume(*, account_id: int, amount: int, idempotency_key: str) -> ConsumeRes
             )
 
 
-def _consume(account_id: int, amount: int, key: str) -> ConsumeResult:
+def _consume(client_id: int, account_id: int, amount: int, key: str) -> ConsumeResult:
     if connection.vendor != "postgresql":
-        return _consume_portable(account_id, amount, key)
+        return _consume_portable(client_id, account_id, amount, key)
     # One statement is one transaction: PostgreSQL applies all of it or none of it, and
     # releases the row lock the moment it commits, without waiting for this process.
-    rows = prepared(_consume_sql(), {"account_id": Int8(account_id), "amount": Int8(amount), "key": key})
+    rows = prepared(
+        _consume_sql(),
+        {"client_id": Int8(client_id), "account_id": Int8(account_id), "amount": Int8(amount), "key": key},
+    )
     found = {row[0]: row[1:] for row in rows}
     if "applied" in found:
         return ConsumeResult.from_record(found["applied"], APPLIED)
@@ -120,7 +129,7 @@ def _consume(account_id: int, amount: int, key: str) -> ConsumeResult:
     # applied earlier must get the original answer whatever the balance is now. The
     # earlier record is missing from the statement's snapshot when it was committed while
     # the statement waited for the lock; then it is looked up afresh.
-    earlier = found.get("earlier") or earlier_record(key)
+    earlier = found.get("earlier") or earlier_record(client_id, key)
     if earlier is not None:
         return replay(earlier, account_id, amount)
     if "locked" not in found:
@@ -173,8 +182,10 @@ def prepared(sql: str, params) -> list[tuple]:
 _CONSUME_TEMPLATE = f"""
 WITH locked AS ({{lock}}),
 recorded AS (
-    INSERT INTO {Consumption._meta.db_table} (account_id, amount, idempotency_key, balance_after, created_at)
-    SELECT id, %(amount)s, %(key)s, energy - %(amount)s, now() FROM locked WHERE energy >= %(amount)s
+    INSERT INTO {Consumption._meta.db_table}
+        (client_id, account_id, amount, idempotency_key, balance_after, created_at)
+    SELECT %(client_id)s, id, %(amount)s, %(key)s, energy - %(amount)s, now() FROM locked
+    WHERE energy >= %(amount)s
     ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
     RETURNING {", ".join(RECORD_FIELDS)}
 ), deducted AS (
@@ -186,12 +197,15 @@ UNION ALL
 SELECT 'applied', {", ".join(RECORD_FIELDS)} FROM recorded
 UNION ALL
 SELECT 'earlier', {", ".join(RECORD_FIELDS)} FROM {Consumption._meta.db_table}
-WHERE idempotency_key = %(key)s AND NOT EXISTS (SELECT FROM recorded)
+WHERE client_id = %(client_id)s AND idempotency_key = %(key)s AND NOT EXISTS (SELECT FROM recorded)
 """
 
 
-def earlier_record(key: str) -> tuple | None:
-    return Consumption.objects.filter(idempotency_key=key).values_list(*RECORD_FIELDS).first()
+def earlier_record(client_id: int, key: str) -> tuple | None:
+    """The record of ``key`` in ``client_id``'s key space, if the client applied it before."""
+    return (
+        Consumption.objects.filter(client_id=client_id, idempotency_key=key).values_list(*RECORD_FIELDS).first()
+    )
 
 
 def replay(earlier: tuple, account_id: int, amount: int) -> ConsumeResult:
@@ -201,7 +215,7 @@ def replay(earlier: tuple, account_id: int, amount: int) -> ConsumeResult:
     return result
 
 
-def _consume_portable(account_id: int, amount: int, key: str) -> ConsumeResult:
+def _consume_portable(client_id: int, account_id: int, amount: int, key: str) -> ConsumeResult:
     """The same protections through the plain ORM, for databases without data-modifying CTEs (SQLite)."""
     try:
         with transaction.atomic():
@@ -213,19 +227,20 @@ def _consume_portable(account_id: int, amount: int, key: str) -> ConsumeResult:
             if balance < amount:
                 raise InsufficientEnergy(account_id, balance, amount)
             record = Consumption.objects.create(
-                account_id=account_id, amount=amount, idempotency_key=key, balance_after=balance - amount
+                client_id=client_id, account_id=account_id, amount=amount, idempotency_key=key,
+                balance_after=balance - amount,
             )
             Account.objects.filter(pk=account_id).update(energy=F("energy") - amount)
         return ConsumeResult.from_record(tuple(getattr(record, f) for f in RECORD_FIELDS), APPLIED)
     except IntegrityError as exc:
         if not _is_key_conflict(exc):
             raise
-        earlier = earlier_record(key)
+        earlier = earlier_record(client_id, key)
         if earlier is None:  # pragma: no cover - the conflicting row was deleted meanwhile
             raise
         return replay(earlier, account_id, amount)
     except (AccountNotFound, InsufficientEnergy):
-        earlier = earlier_record(key)
+        earlier = earlier_record(client_id, key)
         if earlier is None:
             raise
         return replay(earlier, account_id, amount)
@@ -236,4 +251,4 @@ def _is_key_conflict(exc: IntegrityError) -> bool:
     if diag is not None:
         return diag.constraint_name == IDEMPOTENCY_KEY_CONSTRAINT
     # SQLite names the columns, not the constraint.
-    return "energy_consumption.idempotency_key" in str(exc)
+    return "energy_consumption.client_id, energy_consumption.idempotency_key" in str(exc)

@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 from energy.application.batch import consume_many
 from energy.domain.exceptions import EnergyError, InvalidRequest
 from energy.domain.requests import ConsumeRequest
+from energy.models import OPERATOR_CLIENT_ID
 
 OUTCOMES = (
     "applied",
@@ -74,8 +75,12 @@ def replay(
     chunk_size: int = CHUNK_SIZE,
     on_progress: Callable[[ReplaySummary], None] | None = None,
     on_failure: Callable[[LineFailure], None] | None = None,
+    client_id: int = OPERATOR_CLIENT_ID,
 ) -> ReplaySummary:
-    """Apply every request in ``lines`` (JSON objects, one per line; blank lines are skipped)."""
+    """Apply every request in ``lines`` in ``client_id``'s key space (default: the operator's).
+
+    ``lines`` holds JSON objects, one per line; blank lines are skipped.
+    """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     summary = ReplaySummary()
@@ -91,11 +96,11 @@ def replay(
                 _count(summary, number, exc, on_failure)
                 continue
             if len(pending) >= chunk_size:
-                _apply(pending, summary, on_failure)
+                _apply(pending, summary, on_failure, client_id)
                 pending = []
                 _report(summary, started, on_progress)
         if pending:
-            _apply(pending, summary, on_failure)
+            _apply(pending, summary, on_failure, client_id)
         _report(summary, started, on_progress)
     except KeyboardInterrupt:
         summary.seconds = time.perf_counter() - started
@@ -111,8 +116,8 @@ def _parse(raw: bytes | str) -> ConsumeRequest:
     return ConsumeRequest.from_json(data)
 
 
-def _apply(pending, summary: ReplaySummary, on_failure) -> None:
-    outcomes = consume_many([request for _, request in pending])
+def _apply(pending, summary: ReplaySummary, on_failure, client_id: int) -> None:
+    outcomes = consume_many([request for _, request in pending], client_id=client_id)
     if len(outcomes) != len(pending):
         raise RuntimeError(f"consume_many answered {len(outcomes)} outcomes for {len(pending)} requests")
     for (number, _), outcome in zip(pending, outcomes):

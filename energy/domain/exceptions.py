@@ -60,6 +60,16 @@ class IdempotencyKeyMismatch(EnergyError):
         self.key = key
 
 
+class ClientNotFound(EnergyError):
+    """No client has this name."""
+
+    outcome = "client_not_found"
+
+    def __init__(self, name: str):
+        super().__init__(f"No client is named {name!r}.")
+        self.name = name
+
+
 class Unavailable(EnergyError):
     """The database could not answer in time; retrying with the same key is safe."""
 

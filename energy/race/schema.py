@@ -29,13 +29,19 @@ class DemoSchema:
         return schema
 
     def create_real_tables(self) -> None:
-        from energy.models import Account, Consumption
+        from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Account, Client, Consumption
 
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL search_path TO {self._quoted()}")
             with connection.schema_editor(atomic=False) as editor:
                 editor.create_model(Account)
+                editor.create_model(Client)
                 editor.create_model(Consumption)
+            # The demo's processes consume as the command line does: in the operator's key space.
+            cursor.execute(
+                f"INSERT INTO {Client._meta.db_table} (id, name, scopes, active) VALUES (%s, %s, '[]', true)",
+                [OPERATOR_CLIENT_ID, OPERATOR],
+            )
 
     def create_unsafe_tables(self, prefix: str, *, unique_key: bool) -> None:
         # No CHECK (energy >= 0): that last line of defence would turn the races shown here
@@ -43,7 +49,8 @@ class DemoSchema:
         unique = " UNIQUE" if unique_key else ""
         with connection.cursor() as cursor:
             cursor.execute(
-                f"CREATE TABLE {self.table(prefix, 'account')} (id bigint PRIMARY KEY, energy bigint NOT NULL)"
+                f"CREATE TABLE {self.table(prefix, 'account')}"
+                " (id bigint PRIMARY KEY, energy bigint NOT NULL, opening_energy bigint NOT NULL)"
             )
             cursor.execute(
                 f"CREATE TABLE {self.table(prefix, 'consumption')} ("
@@ -57,8 +64,8 @@ class DemoSchema:
     def seed(self, prefix: str, balances: dict[int, int]) -> None:
         with connection.cursor() as cursor:
             cursor.executemany(
-                f"INSERT INTO {self.table(prefix, 'account')} (id, energy) VALUES (%s, %s)",
-                list(balances.items()),
+                f"INSERT INTO {self.table(prefix, 'account')} (id, energy, opening_energy) VALUES (%s, %s, %s)",
+                [(account, energy, energy) for account, energy in balances.items()],
             )
 
     def balance(self, prefix: str, account_id: int) -> int:
