@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from energy.torture.config import TortureConfig
+from torture.config import TortureConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +31,7 @@ def torture(
     """
     import os
 
-    from energy.torture import run_torture
+    from torture import run_torture
 
     url = os.environ.get("DATABASE_URL") if use_database_url else None
     if use_database_url and not (url or "").startswith("postgres"):
@@ -49,7 +49,7 @@ def _show(report) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from energy.torture.report import rows
+    from torture.report import rows
 
     table = Table(title="energyctl torture", show_header=False)
     table.add_column(style="bold")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from energy.torture import TortureConfig, run_torture
-from energy.torture.cluster import OwnCluster
-from energy.torture.config import FAULT_KINDS
+from torture import TortureConfig, run_torture
+from torture.cluster import OwnCluster
+from torture.config import FAULT_KINDS
 
 # A hang guard for a busy two-core machine, not a performance claim.
 UNAVAILABLE_WITHIN_S = 10.0
@@ -243,7 +243,7 @@ def test_cli_torture_prints_one_json_report_and_exits_0_when_every_guarantee_hel
 
 
 def _history(*answers):
-    from energy.torture.history import History, KeyHistory
+    from torture.history import History, KeyHistory
 
     entry = KeyHistory("k1", account=1, amount=10, sends=len(answers), answers=list(answers))
     return History(keys={"k1": entry}, requests=len(answers), crashes=[], conflicting_sends=[], kills_in_flight=0)
@@ -267,14 +267,14 @@ RECORD = (7, 1, 10, "k1", 90)
 ], ids=["answered-not-recorded", "balance-off", "key-twice", "lost-update", "wrong-id", "applied-twice",
         "refused-but-recorded", "mismatch-on-own-key", "phantom-record", "overdraw"])
 def test_the_audit_catches_each_kind_of_violation(history, balances, records, expected):
-    from energy.torture.check import violations
+    from torture.check import violations
 
     found = violations(history, balances, records, start_energy=100)
     assert any(expected in violation for violation in found), found
 
 
 def test_the_audit_passes_a_clean_history_with_a_lost_answer_and_its_replay():
-    from energy.torture.check import violations
+    from torture.check import violations
 
     history = _history({"outcome": "unavailable"}, {**APPLIED, "outcome": "replayed"})
     assert violations(history, {1: 90}, [RECORD], start_energy=100) == []

@@ -1,6 +1,6 @@
 """Child processes of a run: ``prepare`` (schema and accounts) and ``client`` (the load).
 
-Run as ``python -m energy.torture.worker prepare|client SPEC_JSON`` with ``DATABASE_URL``
+Run as ``python -m torture.worker prepare|client SPEC_JSON`` with ``DATABASE_URL``
 in the environment; each sets Django up itself.
 """
 
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from energy.torture.history import (
+from torture.history import (
     ANSWER,
     ANSWER_DROPPED,
     CRASH,

@@ -1,4 +1,4 @@
-"""``python -m energy.torture``: one fault-injection run; exit 0 only if every invariant held."""
+"""``python -m torture``: one fault-injection run; exit 0 only if every invariant held."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 
-from energy.torture import TortureConfig, run_torture
-from energy.torture.report import text_lines
+from torture import TortureConfig, run_torture
+from torture.report import text_lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m energy.torture",
+        prog="python -m torture",
         description="Consume under injected faults, then audit every answer; exit 0 only if every guarantee held.")
     parser.add_argument("--seconds", type=float, default=TortureConfig.seconds)
     parser.add_argument("--clients", type=int, default=TortureConfig.clients)

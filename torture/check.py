@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from energy.torture.history import History
+from torture.history import History
 
 # Consumption rows as read by TortureDatabase.snapshot().
 ID, ACCOUNT, AMOUNT, KEY, BALANCE_AFTER = range(5)

@@ -10,9 +10,9 @@ import random
 import time
 from collections import Counter
 
-from energy.torture.cluster import TortureDatabase
-from energy.torture.config import TortureConfig
-from energy.torture.fleet import Fleet
+from torture.cluster import TortureDatabase
+from torture.config import TortureConfig
+from torture.fleet import Fleet
 
 # How far past the planned end the phase may run to get every kind of fault in.
 OVERTIME_S = 30.0

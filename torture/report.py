@@ -1,8 +1,8 @@
-"""A run's figures as labelled rows, shared by ``python -m energy.torture`` and the CLI."""
+"""A run's figures as labelled rows, shared by ``python -m torture`` and the CLI."""
 
 from __future__ import annotations
 
-from energy.torture.run import Report
+from torture.run import Report
 
 
 def rows(report: Report) -> list[tuple[str, str]]:

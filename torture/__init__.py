@@ -8,7 +8,7 @@ contract's guarantees. Only the controller touches the cluster directly; all Dja
 happens in child processes.
 """
 
-from energy.torture.config import TortureConfig
-from energy.torture.run import Report, run_torture
+from torture.config import TortureConfig
+from torture.run import Report, run_torture
 
 __all__ = ["Report", "TortureConfig", "run_torture"]

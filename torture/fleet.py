@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from energy.torture.history import READY, read_events
+from torture.history import READY, read_events
 
 # A Django start-up on a busy two-core machine can take a few seconds.
 READY_TIMEOUT_S = 60
@@ -71,7 +71,7 @@ class Fleet:
         spec = {**self._spec, "slot": slot, "generation": generation, "log": str(self._log(slot)),
                 "seed": hash((self._spec["seed"], slot, generation)) & 0xFFFFFFFF}
         with open(self._stderr(slot), "ab") as stderr:
-            return subprocess.Popen([sys.executable, "-m", "energy.torture.worker", "client", json.dumps(spec)],
+            return subprocess.Popen([sys.executable, "-m", "torture.worker", "client", json.dumps(spec)],
                                     env=self._env, stdout=subprocess.DEVNULL, stderr=stderr)
 
     def _log(self, slot: int) -> Path:

@@ -15,12 +15,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from energy.torture.check import violations
-from energy.torture.cluster import open_database
-from energy.torture.config import FAULT_KINDS, TortureConfig
-from energy.torture.faults import FaultInjector
-from energy.torture.fleet import Fleet
-from energy.torture.history import load_history
+from torture.check import violations
+from torture.cluster import open_database
+from torture.config import FAULT_KINDS, TortureConfig
+from torture.faults import FaultInjector
+from torture.fleet import Fleet
+from torture.history import load_history
 
 # Schema set-up and seeding in a fresh process; generous for a busy machine.
 PREPARE_TIMEOUT_S = 180
@@ -129,7 +129,7 @@ def _spec(config: TortureConfig, seed: int) -> dict:
 
 def _prepare(url: str, spec: dict) -> None:
     env = {**os.environ, "DATABASE_URL": url, "ENERGYCTL_LOG_LEVEL": "WARNING"}
-    done = subprocess.run([sys.executable, "-m", "energy.torture.worker", "prepare", json.dumps(spec)], env=env,
+    done = subprocess.run([sys.executable, "-m", "torture.worker", "prepare", json.dumps(spec)], env=env,
                           capture_output=True, text=True, timeout=PREPARE_TIMEOUT_S)
     if done.returncode != 0:
         raise RuntimeError(f"preparing the database failed:\n{done.stderr[-2000:]}")
