@@ -15,7 +15,7 @@ from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
 from energy.domain.exceptions import error_document
-from energyctl.output import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, Output, escape
+from energy.presenters.output import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, Output, escape
 from energy.redact import redact_text
 
 # Command name -> module whose register(app) adds it. Only the module of the command being

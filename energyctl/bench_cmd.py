@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from energyctl.output import EXIT_FAILED, Output
+from energy.presenters.output import EXIT_FAILED, Output
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ import typer
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import ConsumeRequest, parse_account_id
 from energyctl.bootstrap import prepare_database
-from energyctl.output import EXIT_CODES, JSON_HELP, OUTCOME_STYLE, Output, escape
+from energy.presenters.output import EXIT_CODES, JSON_HELP, OUTCOME_STYLE, Output, escape
 
 
 def register(app: typer.Typer) -> None:

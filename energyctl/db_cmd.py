@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from energyctl.output import Output
+from energy.presenters.output import Output
 from energy.redact import redact_text, redact_url
 
 db_app = typer.Typer(

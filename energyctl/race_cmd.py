@@ -1,4 +1,4 @@
-"""``energyctl race-demo`` (and ``manage.py race_demo``): each removed protection, failing on cue."""
+"""``energyctl race-demo``: each removed protection, failing on cue."""
 
 from __future__ import annotations
 
@@ -6,13 +6,9 @@ from typing import Optional
 
 import typer
 
-from energy.domain.exceptions import EnergyError, InvalidRequest
-from energyctl.bootstrap import prepare_database
-from energyctl.output import EXIT_FAILED, Output
-
-DEFAULT_WORKERS = 8
-DEFAULT_BALANCE = 100
-DEFAULT_AMOUNT = 60
+from energy.presenters.output import Output
+from energy.presenters.race import DEFAULT_AMOUNT, DEFAULT_BALANCE, DEFAULT_WORKERS, run_race
+from energyctl.bootstrap import setup_django
 
 
 def register(app: typer.Typer) -> None:
@@ -37,37 +33,6 @@ def race_demo(
 
     Exit 0 when the protected path holds and every other scenario shows its anomaly, else 1.
     """
+    setup_django()
     out = Output(as_json=as_json)
     raise typer.Exit(run_race(out, workers=workers, balance=balance, amount=amount, scenarios=scenario))
-
-
-def run_race(out: Output, *, workers: int = DEFAULT_WORKERS, balance: int = DEFAULT_BALANCE,
-             amount: int = DEFAULT_AMOUNT, scenarios: list[str] | None = None) -> int:
-    from energy.race import SCENARIOS, DemoError, DemoUnsupported, run_demo
-
-    try:
-        unknown = [name for name in scenarios or () if name not in SCENARIOS]
-        if unknown:
-            raise InvalidRequest({"scenario": f"unknown: {', '.join(unknown)} (known: {', '.join(SCENARIOS)})"})
-        prepare_database()
-        report = _run(out, run_demo, workers=workers, balance=balance, amount=amount, scenarios=scenarios or None)
-    except EnergyError as exc:
-        return out.fail(exc)
-    except DemoUnsupported as exc:
-        return out.problem("unsupported", str(exc), None, EXIT_FAILED)
-    except DemoError as exc:
-        return out.problem("demo_failed", str(exc), None, EXIT_FAILED)
-    if out.as_json:
-        out.document(report.to_dict())
-    else:
-        from energyctl.race_view import render
-
-        render(report, out.out)
-    return 0 if report.ok else EXIT_FAILED
-
-
-def _run(out: Output, run_demo, **options):
-    if not out.err.is_terminal:
-        return run_demo(**options)
-    with out.err.status("Racing processes…") as status:
-        return run_demo(**options, on_progress=lambda message: status.update(message))

@@ -1,12 +1,12 @@
-"""``energyctl seed`` (and ``manage.py seed_accounts``): make accounts 1..N exist."""
+"""``energyctl seed``: make accounts 1..N exist."""
 
 from __future__ import annotations
 
 import typer
 
-from energy.domain.exceptions import EnergyError
-from energyctl.bootstrap import prepare_database
-from energyctl.output import JSON_HELP, Output
+from energy.presenters.output import JSON_HELP, Output
+from energy.presenters.seed import run_seed
+from energyctl.bootstrap import setup_django
 
 
 def register(app: typer.Typer) -> None:
@@ -19,22 +19,5 @@ def seed(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Make accounts 1..N exist; new ones start with ENERGY, existing ones keep their balance."""
+    setup_django()
     raise typer.Exit(run_seed(Output(as_json=as_json), accounts=accounts, energy=energy))
-
-
-def run_seed(out: Output, *, accounts: int, energy: int) -> int:
-    try:
-        prepare_database()
-        from energy.application.accounts import seed_accounts
-
-        result = seed_accounts(count=accounts, energy=energy)
-    except EnergyError as exc:
-        return out.fail(exc)
-    if out.as_json:
-        out.document(result.to_dict())
-    else:
-        out.out.print(
-            f"Accounts 1..{result.accounts} exist: [green]{result.created} created[/] with {result.energy} energy, "
-            f"{result.accounts - result.created} already there (left unchanged)."
-        )
-    return 0

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from energy.domain.exceptions import EnergyError, Unavailable
-from energyctl.output import EXIT_CODES, EXIT_CONFIG, Output
+from energy.presenters.output import EXIT_CODES, EXIT_CONFIG, Output
 from energy.redact import redact_url
 
 # Seconds gunicorn lets one request run before it replaces the worker; every statement is
@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
 
 def migrate() -> None:
     """Apply the database migrations to DATABASE_URL (or to the embedded PostgreSQL)."""
-    from energyctl.bootstrap import mark_embedded_schema_current, migrate as apply_migrations, setup_django
+    from energy.schema import mark_embedded_schema_current, migrate as apply_migrations
+    from energyctl.bootstrap import setup_django
 
     out = Output()
     setup_django()

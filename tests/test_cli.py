@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from energyctl.app import app
-from energyctl.output import EXIT_CODES
+from energy.presenters.output import EXIT_CODES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

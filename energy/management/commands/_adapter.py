@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from energyctl.output import Output
+from energy.presenters.output import Output
 
 
 class _RawStream:

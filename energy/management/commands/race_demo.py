@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from energy.management.commands._adapter import finish, output_for
-from energyctl.race_cmd import DEFAULT_AMOUNT, DEFAULT_BALANCE, DEFAULT_WORKERS, run_race
+from energy.presenters.race import DEFAULT_AMOUNT, DEFAULT_BALANCE, DEFAULT_WORKERS, run_race
 
 
 class Command(BaseCommand):

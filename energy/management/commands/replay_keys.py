@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from energy.management.commands._adapter import finish, output_for
-from energyctl.replay_cmd import DEFAULT_CHUNK, DEFAULT_SHOWN_FAILURES, run_replay
+from energy.presenters.replay import DEFAULT_CHUNK, DEFAULT_SHOWN_FAILURES, run_replay
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from energy.management.commands._adapter import finish, output_for
-from energyctl.seed_cmd import run_seed
+from energy.presenters.seed import run_seed
 
 
 class Command(BaseCommand):

@@ -1,0 +1,145 @@
+"""A replay, as ``energyctl replay`` and ``manage.py replay_keys`` show it: a JSON Lines file of requests."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from energy.domain.exceptions import EnergyError, InvalidRequest
+from energy.presenters.output import EXIT_INTERRUPTED, EXIT_REPLAY_INCOMPLETE, OUTCOME_STYLE, Output, escape
+from energy.schema import ensure_schema
+
+DEFAULT_CHUNK = 500
+DEFAULT_SHOWN_FAILURES = 20
+
+
+def run_replay(out: Output, file: str, *, chunk_size: int = DEFAULT_CHUNK,
+               show_failures: int = DEFAULT_SHOWN_FAILURES, stdin: BinaryIO | None = None,
+               client: str | None = None) -> int:
+    try:
+        stream, size = _open(file, stdin)
+    except InvalidRequest as exc:
+        return out.fail(exc)
+    failures = _FailureReport(out, show_failures)
+    try:
+        with stream as source:
+            ensure_schema()
+            from energy.application.clients import client_id_for
+
+            client_id = client_id_for(client)
+            summary, interrupted = _replay(out, _CountingLines(source), size, chunk_size, failures, client_id)
+    except EnergyError as exc:
+        return out.fail(exc)
+    _show_summary(out, summary, failures)
+    if interrupted:
+        out.note(
+            f"Interrupted after {summary.total} lines: run the same command again to finish; "
+            "lines already applied will be replayed, never applied twice."
+        )
+        return EXIT_INTERRUPTED
+    return 0 if summary.ok else EXIT_REPLAY_INCOMPLETE
+
+
+def _open(file: str, stdin: BinaryIO | None):
+    if file == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        return _Unclosed(stream), None
+    try:
+        stream = open(file, "rb")
+    except OSError as exc:
+        raise InvalidRequest({"file": f"cannot be read: {exc.strerror or exc} ({file})"}) from None
+    import os
+
+    return stream, os.fstat(stream.fileno()).st_size
+
+
+def _replay(out: Output, lines: "_CountingLines", size: int | None, chunk_size: int, failures, client_id: int):
+    """Run the replay use case; returns its summary and whether it was interrupted."""
+    from energy.application.replay import ReplayInterrupted, replay
+
+    try:
+        if not out.err.is_terminal:
+            return replay(lines, chunk_size=chunk_size, on_failure=failures.add, client_id=client_id), False
+        with _progress_bar(out, lines, size) as advance:
+            return replay(lines, chunk_size=chunk_size, on_progress=advance, on_failure=failures.add,
+                          client_id=client_id), False
+    except ReplayInterrupted as stopped:
+        return stopped.summary, True
+
+
+@contextmanager
+def _progress_bar(out: Output, lines: "_CountingLines", size: int | None):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [TextColumn("replay"), BarColumn(), TextColumn("{task.fields[lines]} lines")]
+    columns += [DownloadColumn(), TimeRemainingColumn()] if size else [TimeElapsedColumn()]
+    with Progress(*columns, console=out.err, transient=True) as progress:
+        task = progress.add_task("replay", total=size or None, lines=0)
+
+        def advance(summary) -> None:
+            progress.update(task, completed=lines.bytes_read, lines=summary.total)
+
+        yield advance
+
+
+def _show_summary(out: Output, summary, failures: "_FailureReport") -> None:
+    failures.finish()
+    if out.as_json:
+        out.document(summary.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table(title="replay", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("lines", justify="right")
+    for outcome, count in summary.counts.items():
+        style = OUTCOME_STYLE[outcome] if count else "dim"
+        table.add_row(f"[{style}]{outcome}[/]", f"[{style}]{count}[/]")
+    table.add_row("[bold]total[/]", f"[bold]{summary.total}[/]", end_section=True)
+    out.out.print(table)
+    rate = summary.total / summary.seconds if summary.seconds > 0 else 0.0
+    out.out.print(f"{summary.total} lines in {summary.seconds:.2f} s ({rate:,.0f} lines/s)")
+
+
+class _FailureReport:
+    """Prints the first few failed lines on stderr and counts the rest, in constant memory."""
+
+    def __init__(self, out: Output, limit: int):
+        self.out, self.limit, self.shown, self.hidden = out, limit, 0, 0
+
+    def add(self, failure) -> None:
+        if self.shown < self.limit:
+            self.shown += 1
+            self.out.note(f"line {failure.line}: [bold]{failure.outcome}[/]: {escape(failure.detail)}")
+        else:
+            self.hidden += 1
+
+    def finish(self) -> None:
+        if self.hidden and self.limit:
+            self.out.note(f"… and {self.hidden} more failed lines (raise --show-failures to see them)")
+
+
+class _CountingLines:
+    """Iterates over a binary stream's lines and remembers how many bytes were read."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream, self.bytes_read = stream, 0
+
+    def __iter__(self):
+        for line in self.stream:
+            self.bytes_read += len(line)
+            yield line
+
+
+class _Unclosed:
+    """Stdin as a context manager that leaves stdin open."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+
+    def __enter__(self):
+        return self.stream
+
+    def __exit__(self, *exc_info):
+        return None
