@@ -131,7 +131,8 @@ def render(report: dict, console) -> None:
     from rich.table import Table
 
     table = Table(title=f"energyctl vs pgbench (-M {report['pgbench_protocol']}), PostgreSQL "
-                        f"{report['server_version']}, {report['seconds']} s per engine in {report['rounds']} interleaved slices")
+                        f"{report['server_version']}, {report['seconds']} s per engine "
+                        f"in {report['rounds']} interleaved slices")
     for column in ("workload", "engine", "procs", "ops/s", "p50 ms", "p99 ms", "client CPU µs/op",
                    "x ref", "invariants"):
         table.add_column(column, justify="left" if column in ("workload", "engine") else "right")

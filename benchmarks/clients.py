@@ -57,7 +57,7 @@ def _worker(db_name, workload, process, processes, seconds, barrier, results) ->
         barrier.wait(timeout=START_TIMEOUT_S)
         send = _send_bulk if workload.bulk else _send_each
         report = send(requests(workload, process, processes), seconds)
-    except Exception as exc:  # reported as a failed row, never a silent fast one
+    except Exception as exc:  # noqa: BLE001 - reported as a failed row, never a silent fast one
         report = {"error": f"{type(exc).__name__}: {exc}", "outcomes": {}, "latencies": [], "elapsed": 0, "cpu": 0}
     finally:
         connection.close()

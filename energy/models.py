@@ -39,7 +39,7 @@ class Client(models.Model):
     # SHA-256 (hex) of the one active token; the token itself is never stored. A token
     # carries 256 random bits, so a fast hash is enough: there is nothing to brute-force.
     # NULL for the operator, which has no token and cannot authenticate over HTTP.
-    token_hash = models.CharField(max_length=64, unique=True, null=True)
+    token_hash = models.CharField(max_length=64, unique=True, null=True)  # noqa: DJ001 - unique among real tokens
     scopes = models.JSONField(default=list)
     # Account ids the client may consume from or read; NULL means every account. No
     # foreign key: a client may be allowed an account before the account exists.

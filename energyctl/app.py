@@ -97,7 +97,8 @@ def build_app(command: str | None = None) -> typer.Typer:
     app = typer.Typer(
         cls=EnergyctlGroup,
         name="energyctl",
-        epilog="Example: energyctl seed --accounts 3 --energy 100 && energyctl consume --account 1 --amount 30 --key k1",
+        epilog="Example: energyctl seed --accounts 3 --energy 100 "
+               "&& energyctl consume --account 1 --amount 30 --key k1",
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,

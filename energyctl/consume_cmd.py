@@ -6,8 +6,8 @@ import typer
 
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import ConsumeRequest, parse_account_id
-from energyctl.bootstrap import prepare_database
 from energy.presenters.output import EXIT_CODES, JSON_HELP, OUTCOME_STYLE, Output, escape
+from energyctl.bootstrap import prepare_database
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +20,8 @@ def consume(
     amount: str = typer.Option(..., "--amount", help="Energy to spend (positive integer)."),
     key: str = typer.Option(..., "--key", help="Idempotency key: 1-255 characters; reuse it to retry safely."),
     client: str = typer.Option(None, "--client", metavar="NAME", show_default=False,
-                               help="Act in this client's idempotency-key space [default: operator, the command line's own]."),
+                               help="Act in this client's idempotency-key space "
+                                    "[default: operator, the command line's own]."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Spend energy from an account exactly once per idempotency key.

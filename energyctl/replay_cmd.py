@@ -23,7 +23,8 @@ def replay(
     show_failures: int = typer.Option(DEFAULT_SHOWN_FAILURES, "--show-failures", min=0,
                                       help="Report at most this many failed lines (number and reason) on stderr."),
     client: str = typer.Option(None, "--client", metavar="NAME", show_default=False,
-                               help="Act in this client's idempotency-key space [default: operator, the command line's own]."),
+                               help="Act in this client's idempotency-key space "
+                                    "[default: operator, the command line's own]."),
 ) -> None:
     """Apply every request of a JSON Lines file exactly once, then count the outcomes.
 

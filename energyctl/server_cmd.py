@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
 
 def migrate() -> None:
     """Apply the database migrations to DATABASE_URL (or to the embedded PostgreSQL)."""
-    from energy.schema import mark_embedded_schema_current, migrate as apply_migrations
+    from energy.schema import mark_embedded_schema_current
+    from energy.schema import migrate as apply_migrations
     from energyctl.bootstrap import setup_django
 
     out = Output()

@@ -17,7 +17,7 @@ def consume_many_worker(db_name, barrier, requests, chunk_size, results) -> None
     connection.ensure_connection()
     barrier.wait(timeout=60)
     outcomes = batch.consume_many([ConsumeRequest(*r) for r in requests])
-    results.put([_as_dict(o, r[2]) for o, r in zip(outcomes, requests)])
+    results.put([_as_dict(o, r[2]) for o, r in zip(outcomes, requests, strict=True)])
     connection.close()
 
 

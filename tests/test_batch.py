@@ -140,7 +140,8 @@ def test_batches_and_single_consumes_racing_on_shared_keys_apply_each_key_once()
     assert len(by_key) == len(keys)
     for key, answers in by_key.items():
         statuses = sorted(a["status"] if a["status"] != "error" else a["error"] for a in answers)
-        assert statuses in (["applied", "replayed", "replayed", "replayed"], ["insufficient_energy"] * 4), (key, answers)
+        expected = (["applied", "replayed", "replayed", "replayed"], ["insufficient_energy"] * 4)
+        assert statuses in expected, (key, answers)
         assert len({a.get("consumption_id") for a in answers}) == 1, (key, answers)
     assert Consumption.objects.count() == sum(1 for a in by_key.values() if a[0]["status"] != "error")
     assert Consumption.objects.filter(account_id=6).count() == 100 // 7
@@ -152,7 +153,8 @@ def test_batches_and_single_consumes_racing_on_shared_keys_apply_each_key_once()
 def test_chunk_stuck_behind_a_held_lock_is_unavailable_and_its_retry_applies_once():
     from tests.workers import row_lock_held
 
-    Account.objects.bulk_create([Account(id=1, energy=100, opening_energy=100), Account(id=2, energy=100, opening_energy=100)])
+    Account.objects.bulk_create([Account(id=1, energy=100, opening_energy=100),
+                                 Account(id=2, energy=100, opening_energy=100)])
     requests = [ConsumeRequest(2, 5, "free"), ConsumeRequest(1, 10, "stuck")]
     with row_lock_held(account_id=1):
         outcomes = consume_many(requests)

@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from energyctl.app import app
 from energy.presenters.output import EXIT_CODES
+from energyctl.app import app
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -396,7 +396,8 @@ def test_serve_answers_http_requests_with_gunicorn(accounts):
         body = json.dumps({"account_id": 1, "amount": 30, "idempotency_key": "http"}).encode()
         answers = []
         for _ in range(2):
-            request = urllib.request.Request(f"{base}/consume/", data=body, headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(f"{base}/consume/", data=body,
+                                             headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=10) as response:
                 answers.append((response.status, response.headers.get("Idempotent-Replayed")))
     finally:

@@ -10,9 +10,9 @@ from django.db.utils import ConnectionHandler
 from rich.console import Console
 
 from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Account, Client, Consumption
+from energy.presenters.race_view import render
 from energy.race import SCENARIOS, DemoReport, DemoUnsupported, ScenarioResult, Step, run_demo
 from energy.race.demo import check_backend
-from energy.presenters.race_view import render
 
 # Every test here may share the demo runs of one module fixture; the mark makes sure the
 # test database exists for it even when only some tests are selected.
@@ -150,7 +150,8 @@ def test_json_report_has_exactly_the_contract_shape(runs):
     assert document["workers"] == 8
     for entry in document["scenarios"]:
         assert set(entry) == SCENARIO_KEYS
-        assert all(isinstance(entry[key], int) for key in ("expected_balance", "final_balance", "consumptions_recorded"))
+        numbers = ("expected_balance", "final_balance", "consumptions_recorded")
+        assert all(isinstance(entry[key], int) for key in numbers)
         assert isinstance(entry["holds"], bool) and entry["holds"] == (entry["anomalies"] == [])
         assert all(set(step) == {"session", "text"} for step in entry["timeline"])
 

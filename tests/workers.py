@@ -30,10 +30,10 @@ def setup_django(db_name: str) -> None:
 def consume_worker(db_name, barrier, requests, results) -> None:
     """Wait for every sibling at the barrier, then send ``requests``; put one outcome per request."""
     setup_django(db_name)
+    from django.db import connection
+
     from energy.application.consume import consume
     from energy.domain.exceptions import EnergyError
-
-    from django.db import connection
 
     connection.ensure_connection()
     barrier.wait(timeout=60)

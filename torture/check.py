@@ -33,7 +33,7 @@ def _balances(balances, records, start_energy) -> list[str]:
         if energy != start_energy - spent[account]:
             expected = start_energy - spent[account]
             found.append(f"account {account} has {energy}, but {start_energy} - records = {expected}")
-    for account, rows in by_account.items():
+    for rows in by_account.values():
         # Ids are drawn under the account's row lock, so per account they follow commit order
         # and each stored balance_after must continue the one before it.
         left = start_energy

@@ -40,8 +40,7 @@ class FaultInjector:
             kind = rotation.pop()
             try:
                 done = getattr(self, f"_{kind}")()
-            except Exception as exc:
-                # A fault that could not be injected is reported, never silently dropped.
+            except Exception as exc:  # noqa: BLE001 - reported below, never silently dropped
                 self.failed.append(f"{kind}: {type(exc).__name__}: {exc}")
                 self.database.ensure_up()
                 continue

@@ -50,7 +50,7 @@ MAX_ATTEMPTS = 5
 _CONSUMPTION = Consumption._meta.db_table
 _ACCOUNT = Account._meta.db_table
 _FIELDS = ", ".join(RECORD_FIELDS)
-_EARLIER = f"SELECT {_FIELDS} FROM {_CONSUMPTION} WHERE client_id = %s AND idempotency_key = ANY(%s)"
+_EARLIER = f"SELECT {_FIELDS} FROM {_CONSUMPTION} WHERE client_id = %s AND idempotency_key = ANY(%s)"  # noqa: S608 - names from the models
 _INSERT = f"""
 INSERT INTO {_CONSUMPTION} (client_id, account_id, amount, idempotency_key, balance_after, created_at)
 SELECT %s, account_id, amount, idempotency_key, balance_after, now()
@@ -59,12 +59,12 @@ FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[])
 ORDER BY position
 ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
 RETURNING {_FIELDS}
-"""
+"""  # noqa: S608 - names from the models and constants
 _DEDUCT = f"""
 UPDATE {_ACCOUNT} SET energy = energy - spent.amount
 FROM unnest(%s::bigint[], %s::bigint[]) AS spent(account_id, amount)
 WHERE {_ACCOUNT}.id = spent.account_id
-"""
+"""  # noqa: S608 - names from the models
 
 Outcome = ConsumeResult | EnergyError
 
@@ -141,7 +141,8 @@ def _decide_and_apply(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[O
             known[request.idempotency_key] = planned
             decisions.append(planned)
     _apply(client_id, [d for position, d in enumerate(decisions) if isinstance(d, _Planned) and d.position == position])
-    return [_outcome(position, decision, request) for position, (decision, request) in enumerate(zip(decisions, chunk))]
+    pairs = enumerate(zip(decisions, chunk, strict=True))
+    return [_outcome(position, decision, request) for position, (decision, request) in pairs]
 
 
 def _apply(client_id: int, planned: list[_Planned]) -> None:

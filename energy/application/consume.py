@@ -198,7 +198,7 @@ SELECT 'applied', {", ".join(RECORD_FIELDS)} FROM recorded
 UNION ALL
 SELECT 'earlier', {", ".join(RECORD_FIELDS)} FROM {Consumption._meta.db_table}
 WHERE client_id = %(client_id)s AND idempotency_key = %(key)s AND NOT EXISTS (SELECT FROM recorded)
-"""
+"""  # noqa: S608 - names from the models and constants
 
 
 def earlier_record(client_id: int, key: str) -> tuple | None:

@@ -120,7 +120,7 @@ def _apply(pending, summary: ReplaySummary, on_failure, client_id: int) -> None:
     outcomes = consume_many([request for _, request in pending], client_id=client_id)
     if len(outcomes) != len(pending):
         raise RuntimeError(f"consume_many answered {len(outcomes)} outcomes for {len(pending)} requests")
-    for (number, _), outcome in zip(pending, outcomes):
+    for (number, _), outcome in zip(pending, outcomes, strict=True):
         if isinstance(outcome, EnergyError):
             _count(summary, number, outcome, on_failure)
         else:

@@ -39,7 +39,7 @@ def run_burst(pool: Pool, schema: DemoSchema, balance: int) -> tuple[str, list[s
     """Run the burst on the protected tables; a one-line summary and every broken guarantee."""
     plan = requests_per_process(len(pool), balance)
     workers = [pool[p] for p in range(len(pool))]
-    for worker, requests in zip(workers, plan):
+    for worker, requests in zip(workers, plan, strict=True):
         worker.send("run", "burst", {"requests": requests})
     deadline = time.monotonic() + TIMEOUT_S
     outcomes = []

@@ -37,7 +37,8 @@ def run_demo(
     try:
         schema = DemoSchema.create()
     except DatabaseError as exc:
-        raise DemoFailed(f"the demo could not create its own schema (it needs the CREATE privilege on the database): {exc}") from exc
+        raise DemoFailed("the demo could not create its own schema "
+                         f"(it needs the CREATE privilege on the database): {exc}") from exc
     failed = True
     try:
         _make_tables(schema, names)

@@ -39,7 +39,7 @@ class DemoSchema:
                 editor.create_model(Consumption)
             # The demo's processes consume as the command line does: in the operator's key space.
             cursor.execute(
-                f"INSERT INTO {Client._meta.db_table} (id, name, scopes, active) VALUES (%s, %s, '[]', true)",
+                f"INSERT INTO {Client._meta.db_table} (id, name, scopes, active) VALUES (%s, %s, '[]', true)",  # noqa: S608
                 [OPERATOR_CLIENT_ID, OPERATOR],
             )
 
@@ -64,13 +64,13 @@ class DemoSchema:
     def seed(self, prefix: str, balances: dict[int, int]) -> None:
         with connection.cursor() as cursor:
             cursor.executemany(
-                f"INSERT INTO {self.table(prefix, 'account')} (id, energy, opening_energy) VALUES (%s, %s, %s)",
+                f"INSERT INTO {self.table(prefix, 'account')} (id, energy, opening_energy) VALUES (%s, %s, %s)",  # noqa: S608 - quoted table name
                 [(account, energy, energy) for account, energy in balances.items()],
             )
 
     def balance(self, prefix: str, account_id: int) -> int:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT energy FROM {self.table(prefix, 'account')} WHERE id = %s", [account_id])
+            cursor.execute(f"SELECT energy FROM {self.table(prefix, 'account')} WHERE id = %s", [account_id])  # noqa: S608 - quoted table name
             return cursor.fetchone()[0]
 
     def records(self, prefix: str, account_id: int | None = None) -> list[tuple]:
@@ -78,7 +78,7 @@ class DemoSchema:
         where, params = ("WHERE account_id = %s", [account_id]) if account_id is not None else ("", [])
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT id, account_id, idempotency_key, amount, balance_after "
+                "SELECT id, account_id, idempotency_key, amount, balance_after "  # noqa: S608 - quoted table name
                 f"FROM {self.table(prefix, 'consumption')} {where} ORDER BY id",
                 params,
             )

@@ -49,7 +49,7 @@ def serve(conn, db_settings: dict, environ: dict) -> None:
             _, name, kwargs = message
             try:
                 conn.send(("done", PROGRAMS[name](channel, **kwargs)))
-            except Exception as exc:  # reported to the coordinator, which fails the demo with it
+            except Exception as exc:  # noqa: BLE001 - reported to the coordinator, which fails the demo with it
                 conn.send(("error", f"{type(exc).__name__}: {exc}".strip()))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass

@@ -7,7 +7,8 @@ from energy.presenters.seed import run_seed
 
 
 class Command(BaseCommand):
-    help = "Make accounts 1..N exist; new ones start with --energy. Example: manage.py seed_accounts --accounts 3 --energy 100"
+    help = ("Make accounts 1..N exist; new ones start with --energy. "
+            "Example: manage.py seed_accounts --accounts 3 --energy 100")
 
     def add_arguments(self, parser):
         parser.add_argument("--accounts", type=int, required=True, help="Make accounts 1..N exist.")
