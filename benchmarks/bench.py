@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 
 from benchmarks import clients, database, pgbench
@@ -111,8 +112,8 @@ def _row(engine: str, processes: int, measured: dict, problems: list[str]) -> di
         "processes": processes,
         "ops": ops,
         "ops_per_s": round(ops / elapsed, 1) if elapsed else 0.0,
-        "p50_ms": _percentile(latencies, 0.50),
-        "p99_ms": _percentile(latencies, 0.99),
+        "p50_ms": _percentile(latencies, 50),
+        "p99_ms": _percentile(latencies, 99),
         "cpu_us_per_op": round(measured["cpu_seconds"] / ops * 1e6, 1) if ops else None,
         "outcomes": measured["outcomes"],
         "invariants_ok": not problems,
@@ -121,10 +122,11 @@ def _row(engine: str, processes: int, measured: dict, problems: list[str]) -> di
     }
 
 
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] * 1000, 3)
+def _percentile(latencies: list[float], percent: int) -> float | None:
+    """The ``percent``-th percentile of latencies in seconds, in milliseconds."""
+    if len(latencies) < 2:  # quantiles needs two points; one is its own every percentile
+        return round(latencies[0] * 1000, 3) if latencies else None
+    return round(statistics.quantiles(latencies, n=100, method="inclusive")[percent - 1] * 1000, 3)
 
 
 def render(report: dict, console) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import BinaryIO
 
 from energy.domain.exceptions import EnergyError, InvalidRequest
@@ -44,7 +44,7 @@ def run_replay(out: Output, file: str, *, chunk_size: int = DEFAULT_CHUNK,
 def _open(file: str, stdin: BinaryIO | None):
     if file == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
-        return _Unclosed(stream), None
+        return nullcontext(stream), None  # stdin stays open after the replay
     try:
         stream = open(file, "rb")
     except OSError as exc:
@@ -131,15 +131,3 @@ class _CountingLines:
             self.bytes_read += len(line)
             yield line
 
-
-class _Unclosed:
-    """Stdin as a context manager that leaves stdin open."""
-
-    def __init__(self, stream: BinaryIO):
-        self.stream = stream
-
-    def __enter__(self):
-        return self.stream
-
-    def __exit__(self, *exc_info):
-        return None
