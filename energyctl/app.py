@@ -11,7 +11,6 @@ import os
 import sys
 
 import typer
-from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
 from energy.domain.exceptions import error_document
@@ -51,9 +50,11 @@ class EnergyctlGroup(TyperGroup):
         try:
             returned = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             return returned if isinstance(returned, int) else 0
-        except click_exceptions.UsageError as exc:
-            return _usage_error(exc, args)
-        except click_exceptions.ClickException as exc:
+        except typer.TyperException as exc:
+            # Typer's public base of its usage and parameter errors; usage errors are the
+            # ones that exit 2 (tests/test_dependencies.py fails if that ever changes).
+            if exc.exit_code == EXIT_CODES["invalid_request"]:
+                return _usage_error(exc, args)
             Output().note(f"[bold red]error[/]: {_one_line(exc.format_message())}")
             return exc.exit_code
         except typer.Abort:
@@ -83,7 +84,8 @@ def _usage_error(exc, args: list[str]) -> int:
     if out.as_json:
         out.document(error_document("invalid_request", message or "usage error"))
     if message:  # empty when help was shown instead, as for a bare `energyctl`
-        command = exc.ctx.command_path if exc.ctx is not None else "energyctl"
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "energyctl"
         out.note(f"[bold red]error[/]: {escape(message)} (see '{command} --help')")
     return EXIT_CODES["invalid_request"]
 
