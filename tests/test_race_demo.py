@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 RUNS = 3
 SCENARIO_KEYS = {
     "name", "protection_removed", "expected_balance", "final_balance", "consumptions_recorded",
-    "anomalies", "holds", "timeline",
+    "anomalies", "holds", "timeline", "balance_check",
 }
 
 
@@ -105,6 +105,34 @@ def test_without_row_lock_both_processes_deduct_and_the_balance_goes_below_zero(
         assert not result.holds
 
 
+def test_without_row_lock_the_overdraw_also_needs_the_missing_check_and_says_so(runs):
+    for report in runs.reports:
+        result = scenario(report, "no_select_for_update")
+        assert result.balance_check is False
+        notes = [step.text for step in result.timeline if not step.session]
+        assert any("lack CHECK (energy >= 0) too" in note for note in notes), notes
+
+
+def test_with_the_check_kept_the_same_race_ends_in_an_integrity_error_not_insufficient_energy(runs):
+    for report in runs.reports:
+        result = scenario(report, "no_select_for_update")
+        assert result.with_balance_check == {
+            "final_balance": 40, "consumptions_recorded": 1, "outcomes": {"T1": "applied", "T2": "integrity_error"},
+        }
+        assert any(anomaly.startswith("with CHECK (energy >= 0) kept: no overdraw (balance 40), but T2 gets an "
+                                      "integrity error") for anomaly in result.anomalies), result.anomalies
+        refused = [step for step in result.timeline
+                   if step.session == "T2" and "CHECK (energy >= 0) refuses" in step.text]
+        assert len(refused) == 1, result.timeline
+
+
+def test_every_other_scenario_keeps_the_check_so_it_shows_only_its_own_removed_protection(runs):
+    for report in runs.reports:
+        for result in report.scenarios:
+            if result.name != "no_select_for_update":
+                assert result.balance_check is True and result.with_balance_check is None, result.name
+
+
 def test_without_unique_key_a_retried_key_is_deducted_twice(runs):
     for report in runs.reports:
         result = scenario(report, "no_unique_key")
@@ -149,7 +177,8 @@ def test_json_report_has_exactly_the_contract_shape(runs):
     assert document["backend"].startswith("postgresql ")
     assert document["workers"] == 8
     for entry in document["scenarios"]:
-        assert set(entry) == SCENARIO_KEYS
+        extra = {"with_balance_check"} if entry["name"] == "no_select_for_update" else set()
+        assert set(entry) == SCENARIO_KEYS | extra
         numbers = ("expected_balance", "final_balance", "consumptions_recorded")
         assert all(isinstance(entry[key], int) for key in numbers)
         assert isinstance(entry["holds"], bool) and entry["holds"] == (entry["anomalies"] == [])

@@ -10,7 +10,7 @@ from django.db import DatabaseError, connection, connections
 from energy.race.errors import DemoFailed, DemoUnsupported
 from energy.race.pool import Pool
 from energy.race.report import DemoReport
-from energy.race.scenarios import PROTECTED, UNSAFE, Demo, run_scenario
+from energy.race.scenarios import PROTECTED, UNSAFE, Demo, run_scenario, unsafe_tables
 from energy.race.schema import DemoSchema
 
 SCENARIOS = (PROTECTED, *UNSAFE)
@@ -98,8 +98,9 @@ def _make_tables(schema: DemoSchema, names: list[str]) -> None:
     for name in names:
         if name == PROTECTED:
             schema.create_real_tables()
-        else:
-            schema.create_unsafe_tables(name, unique_key=name != "no_unique_key")
+            continue
+        for prefix, unique_key, balance_check in unsafe_tables(name):
+            schema.create_unsafe_tables(prefix, unique_key=unique_key, balance_check=balance_check)
 
 
 def _child_settings(schema_name: str) -> dict:

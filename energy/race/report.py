@@ -30,6 +30,11 @@ class ScenarioResult:
     timeline: list[Step] = field(default_factory=list)
     # Whether the anomaly this scenario exists to show was among those found.
     failure_shown: bool = False
+    # Whether the tables behind final_balance keep CHECK (energy >= 0), as the real schema does.
+    balance_check: bool = True
+    # Where they do not: the same race again on tables that keep it (final_balance,
+    # consumptions_recorded, outcomes per session).
+    with_balance_check: dict | None = None
 
     @property
     def holds(self) -> bool:
@@ -50,6 +55,8 @@ class ScenarioResult:
             "anomalies": list(self.anomalies),
             "holds": self.holds,
             "timeline": [step.to_dict() for step in self.timeline],
+            "balance_check": self.balance_check,
+            **({"with_balance_check": self.with_balance_check} if self.with_balance_check is not None else {}),
         }
 
 

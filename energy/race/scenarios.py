@@ -11,6 +11,7 @@ from energy.race.pool import Pool
 from energy.race.report import ScenarioResult, Step
 from energy.race.schema import PROTECTED_TABLES, DemoSchema
 from energy.race.stage import Stage
+from energy.race.unsafe import INTEGRITY_ERROR
 
 ACCOUNT = 1
 
@@ -38,6 +39,10 @@ class Unsafe:
     # The second process needs room for a second deduction, or the balance check alone would
     # refuse the duplicate and hide what the missing constraint lets through.
     start: Callable[[int, int], int] = lambda balance, amount: balance
+    unique_key: bool = True
+    # Whether the tables keep CHECK (energy >= 0). Where they do not, the scenario runs a second
+    # time on tables that do, to show what that last line of defence alone makes of the race.
+    balance_check: bool = True
 
 
 PROTECTED = "protected"
@@ -45,8 +50,10 @@ UNSAFE = {
     "no_select_for_update": Unsafe(
         removed="row lock (select_for_update)",
         program="without_row_lock",
-        order=("T1", "T2", "T1", "T2", "T1", "T2", "T2"),
+        # T2's last step (commit, or the CHECK's error) follows by itself.
+        order=("T1", "T2", "T1", "T2", "T1", "T2"),
         shows=frozenset({OVERDRAW}),
+        balance_check=False,
     ),
     "no_unique_key": Unsafe(
         removed="UNIQUE on the idempotency key",
@@ -55,6 +62,7 @@ UNSAFE = {
         shows=frozenset({DUPLICATE_KEY}),
         retry=True,
         start=lambda balance, amount: 2 * amount,
+        unique_key=False,
     ),
     "no_atomic": Unsafe(
         removed="transaction (atomic)",
@@ -74,6 +82,19 @@ UNSAFE = {
 }
 
 
+# Suffix of the tables of the second run, which keep CHECK (energy >= 0).
+WITH_CHECK = "_check"
+
+
+def unsafe_tables(name: str) -> list[tuple[str, bool, bool]]:
+    """(table prefix, unique key, balance check) of each pair of tables scenario ``name`` needs."""
+    spec = UNSAFE[name]
+    tables = [(name, spec.unique_key, spec.balance_check)]
+    if not spec.balance_check:
+        tables.append((name + WITH_CHECK, spec.unique_key, True))
+    return tables
+
+
 def run_scenario(name: str, demo: Demo) -> ScenarioResult:
     return run_protected(demo) if name == PROTECTED else run_unsafe(name, UNSAFE[name], demo)
 
@@ -81,16 +102,55 @@ def run_scenario(name: str, demo: Demo) -> ScenarioResult:
 def run_unsafe(name: str, spec: Unsafe, demo: Demo) -> ScenarioResult:
     demo.progress(f"{name}: two processes without the {spec.removed}")
     start = spec.start(demo.balance, demo.amount)
-    demo.schema.seed(name, {ACCOUNT: start})
-    keys = ("order-1", "order-1") if spec.retry else ("order-1", "order-2")
+    stage = Stage()
+    stage.note(_opening(start, demo.amount, _keys(spec)))
+    if not spec.balance_check:
+        stage.note("these tables lack CHECK (energy >= 0) too, so nothing stops the overdraw; "
+                   "a second run below keeps the CHECK")
+    _race(spec, demo, stage, name, start)
+    result = _result(name, spec.removed, start, demo, stage, name, spec.mismatch_name, spec.shows)
+    result.balance_check = spec.balance_check
+    if not spec.balance_check:
+        _again_with_check(name, spec, demo, start, result)
+    return result
+
+
+def _keys(spec: Unsafe) -> tuple[str, str]:
+    return ("order-1", "order-1") if spec.retry else ("order-1", "order-2")
+
+
+def _race(spec: Unsafe, demo: Demo, stage: Stage, tables: str, start: int) -> None:
+    demo.schema.seed(tables, {ACCOUNT: start})
+    keys = _keys(spec)
     # The process that may be killed is the pool's last, so the others stay warm.
     first, second = (demo.pool[-1], demo.pool[0]) if "kill T1" in spec.order else (demo.pool[0], demo.pool[1])
-    stage = Stage()
-    stage.note(_opening(start, demo.amount, keys))
     for session, worker, key in (("T1", first, keys[0]), ("T2", second, keys[1])):
-        stage.add(session, worker, spec.program, tables=name, account_id=ACCOUNT, amount=demo.amount, key=key)
+        stage.add(session, worker, spec.program, tables=tables, account_id=ACCOUNT, amount=demo.amount, key=key)
     stage.play(spec.order)
-    return _result(name, spec.removed, start, demo, stage, name, spec.mismatch_name, spec.shows)
+
+
+def _again_with_check(name: str, spec: Unsafe, demo: Demo, start: int, result: ScenarioResult) -> None:
+    """The same race on tables that keep CHECK (energy >= 0): the overdraw becomes an error."""
+    demo.progress(f"{name}: again, with CHECK (energy >= 0) kept")
+    tables = name + WITH_CHECK
+    stage = Stage()
+    stage.note(f"again from {start}, on tables that keep CHECK (energy >= 0) as the real schema does")
+    _race(spec, demo, stage, tables, start)
+    final = demo.schema.balance(tables, ACCOUNT)
+    recorded = len(demo.schema.records(tables, ACCOUNT))
+    outcomes = {session.name: session.result for session in stage.sessions.values()}
+    stage.note(f"ends with balance {final} and {recorded} record(s)")
+    result.timeline += stage.timeline
+    result.with_balance_check = {"final_balance": final, "consumptions_recorded": recorded, "outcomes": outcomes}
+    refused = outcomes["T2"] == INTEGRITY_ERROR
+    if refused:
+        result.anomalies.append(
+            f"with CHECK (energy >= 0) kept: no overdraw (balance {final}), but T2 gets an integrity error "
+            "from the CHECK instead of insufficient_energy: the last line of defence refuses, it does not answer")
+    else:
+        result.anomalies.append(f"with CHECK (energy >= 0) kept: T2 was answered {outcomes['T2']}, "
+                                "not the integrity error this run exists to show")
+    result.failure_shown = result.failure_shown and refused
 
 
 def run_protected(demo: Demo) -> ScenarioResult:

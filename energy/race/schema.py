@@ -43,14 +43,15 @@ class DemoSchema:
                 [OPERATOR_CLIENT_ID, OPERATOR],
             )
 
-    def create_unsafe_tables(self, prefix: str, *, unique_key: bool) -> None:
-        # No CHECK (energy >= 0): that last line of defence would turn the races shown here
-        # into errors, and what is shown is what each removed protection alone lets through.
+    def create_unsafe_tables(self, prefix: str, *, unique_key: bool, balance_check: bool) -> None:
+        """A pair of tables like the real ones, without what ``unique_key`` or ``balance_check`` turn off."""
         unique = " UNIQUE" if unique_key else ""
+        # The real schema's last line of defence (energy_account_energy_not_negative).
+        check = " CHECK (energy >= 0)" if balance_check else ""
         with connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TABLE {self.table(prefix, 'account')}"
-                " (id bigint PRIMARY KEY, energy bigint NOT NULL, opening_energy bigint NOT NULL)"
+                f" (id bigint PRIMARY KEY, energy bigint NOT NULL{check}, opening_energy bigint NOT NULL)"
             )
             cursor.execute(
                 f"CREATE TABLE {self.table(prefix, 'consumption')} ("

@@ -10,22 +10,34 @@ from __future__ import annotations
 
 from django.db import IntegrityError, connection, transaction
 
+# What a caller is answered when the database's CHECK refuses a write: an error, not an outcome.
+INTEGRITY_ERROR = "integrity_error"
+
 
 def without_row_lock(demo, tables: str, account_id: int, amount: int, key: str) -> str:
-    """No select_for_update(): two processes can both read the balance before either deducts."""
+    """No select_for_update(): two processes can both read the balance before either deducts.
+
+    Where the tables keep CHECK (energy >= 0), the deduction that would overdraw fails it: the
+    caller gets an integrity error (``integrity_error``), not a clean ``insufficient_energy``.
+    """
     t = _Tables(tables)
-    with transaction.atomic():
-        balance = t.read(account_id, lock=False)
-        demo.say(f"reads {balance} (no FOR UPDATE, so no lock)")
-        demo.pause()
-        if balance < amount:
-            demo.say(f"refuses: {balance} < {amount}")
-            return "insufficient_energy"
-        t.record(account_id, amount, key, balance - amount)
-        demo.say(f"checks {balance} >= {amount}, records {amount} for key {key}")
-        after = t.deduct(account_id, amount)
-        demo.say(f"deducts in SQL (energy = energy - {amount}): balance {after}")
-        demo.pause()
+    try:
+        with transaction.atomic():
+            balance = t.read(account_id, lock=False)
+            demo.say(f"reads {balance} (no FOR UPDATE, so no lock)")
+            demo.pause()
+            if balance < amount:
+                demo.say(f"refuses: {balance} < {amount}")
+                return "insufficient_energy"
+            t.record(account_id, amount, key, balance - amount)
+            demo.say(f"checks {balance} >= {amount}, records {amount} for key {key}")
+            after = t.deduct(account_id, amount)
+            demo.say(f"deducts in SQL (energy = energy - {amount}): balance {after}")
+            demo.pause()
+    except IntegrityError:
+        demo.say(f"deducts {amount}: CHECK (energy >= 0) refuses it with an IntegrityError; "
+                 "the transaction rolls back, its record with it")
+        return INTEGRITY_ERROR
     demo.say("commits")
     return "applied"
 
