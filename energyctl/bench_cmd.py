@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from energy.presenters.output import EXIT_FAILED, Output
+from energy.presenters.output import EXIT_CODES, EXIT_FAILED, Output
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +30,7 @@ def bench(
         report = run(seconds=seconds, processes=processes, only=names, rounds=rounds,
                      progress=None if as_json else lambda text: out.err.print(f"[dim]{text}[/dim]"))
     except ValueError as exc:
-        out.err.print(f"[bold red]error[/]: {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(out.problem("invalid_request", str(exc), None, EXIT_CODES["invalid_request"])) from None
     if as_json:
         out.document(report)
     else:

@@ -10,7 +10,7 @@ from torture.config import TortureConfig
 
 
 def register(app: typer.Typer) -> None:
-    app.command("torture")(torture)
+    app.command("torture", epilog="Example: energyctl torture --seconds 60 --clients 6 --accounts 500 --json")(torture)
 
 
 def torture(

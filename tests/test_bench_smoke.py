@@ -62,3 +62,13 @@ def test_unknown_workload_is_a_usage_error():
                           timeout=120)
     assert done.returncode == 2, done.stderr
     assert "nope" in done.stderr
+
+
+def test_unknown_workload_with_json_is_one_error_document_on_stdout():
+    energyctl = Path(sys.executable).with_name("energyctl")
+    done = subprocess.run([str(energyctl), "bench", "--only", "nope", "--json"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    document = json.loads(done.stdout)
+    assert (document["status"], document["error"]) == ("error", "invalid_request"), document
+    assert "nope" in document["detail"]

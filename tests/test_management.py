@@ -66,7 +66,6 @@ def test_replay_keys_exits_6_and_names_the_bad_line(tmp_path):
 
 
 def test_race_demo_refuses_an_unknown_scenario_before_racing():
-    pytest.importorskip("energy.race.demo")
     out = io.StringIO()
 
     with pytest.raises(CommandError) as failed:
