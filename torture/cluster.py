@@ -23,6 +23,9 @@ from psycopg import sql
 from energy import embedded_pg
 
 ADMIN_CONNECT_TIMEOUT_S = 5
+# How long a held lock waits for a client to ask for it; clients send to the hot accounts
+# many times a second, so reaching this means the load had stopped.
+WAITER_TIMEOUT_S = 10
 # pg_ctl's own wait for a (re)start; crash recovery of a small cluster takes well under this.
 START_TIMEOUT_S = 60
 
@@ -51,14 +54,21 @@ class TortureDatabase:
             ).fetchall()
         return sum(1 for (ended,) in rows if ended)
 
-    def hold_row_lock(self, account_id: int, seconds: float) -> None:
-        """Hold one account's row lock for ``seconds``, then roll back."""
+    def hold_hot_locks(self, hot_accounts: int, seconds: float) -> bool:
+        """Lock accounts 1..``hot_accounts``; once a client waits for them, hold ``seconds`` more.
+
+        True when a client was seen waiting (``pg_blocking_pids`` names this session), so
+        the hold pushed it past its ``lock_timeout``; False if none came within the bound.
+        """
         with psycopg.connect(self.url, connect_timeout=ADMIN_CONNECT_TIMEOUT_S,
                              application_name="energyctl-torture") as conn:
             conn.execute("SET lock_timeout = '10s'")
-            conn.execute("SELECT 1 FROM energy_account WHERE id = %s FOR UPDATE", [account_id])
-            time.sleep(seconds)
+            conn.execute("SELECT 1 FROM energy_account WHERE id <= %s ORDER BY id FOR UPDATE", [hot_accounts])
+            waited = _wait_for_a_waiter(conn)
+            if waited:
+                time.sleep(seconds)
             conn.rollback()
+        return waited
 
     def snapshot(self) -> tuple[dict[int, int], list[tuple]]:
         """Every balance, and every consumption as (id, account, amount, key, balance_after)."""
@@ -139,6 +149,18 @@ class DedicatedDatabase(TortureDatabase):
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
         finally:
             super().close()
+
+
+def _wait_for_a_waiter(conn: psycopg.Connection) -> bool:
+    deadline = time.monotonic() + WAITER_TIMEOUT_S
+    while time.monotonic() < deadline:
+        (waiting,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+        ).fetchone()
+        if waiting:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def open_database(database_url: str | None) -> TortureDatabase:

@@ -20,15 +20,17 @@ class TortureConfig:
     missing_share: float = 0.02
     # A small share re-sends a key this client already had applied: it must be replayed.
     duplicate_share: float = 0.05
-    # A small share of applied answers is thrown away by the client, as if the response had
-    # been lost on the network after the commit; the client then retries the same key.
-    drop_answer_share: float = 0.02
+    # Some applied answers are thrown away by the client, as if the response had been lost on
+    # the network after the commit; the client then retries the same key. Counted, not drawn:
+    # each client process drops its first applied answer and every this-many-th after it.
+    drop_answer_every: int = 50
     start_energy: int = 1_000
     max_amount: int = 40
     # Short on purpose: the lock-holding fault must push waiting consumes past it.
     lock_timeout_ms: int = 200
+    # How long the hot accounts' row locks are held once a client waits for them.
     lock_hold_seconds: float = 1.0
-    # Pause between two faults; faults run one at a time, in a shuffled rotation of kinds.
+    # Pause between two faults; faults run one at a time, in a fixed rotation of kinds.
     fault_interval: float = 1.0
     server_downtime: float = 0.5
     # After the load phase, how long a client keeps retrying the key it is working on.

@@ -1,12 +1,12 @@
-"""Injects one fault at a time, in a shuffled rotation of kinds, until the load phase ends.
+"""Injects one fault at a time, in a fixed rotation of kinds at a fixed interval, until the load phase ends.
 
-The phase is stretched, up to a bound, until every kind was injected at least once: a run
-that never crashed the server says nothing about crashes.
+A fault counts only once it reached a client: a terminated backend, a client that waited for
+a held lock. The phase is stretched, up to a bound, until every kind was injected at least
+once: a run that never crashed the server says nothing about crashes.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 
@@ -19,8 +19,9 @@ OVERTIME_S = 30.0
 
 
 class FaultInjector:
-    def __init__(self, database: TortureDatabase, fleet: Fleet, config: TortureConfig, rng: random.Random):
-        self.database, self.fleet, self.config, self.rng = database, fleet, config, rng
+    def __init__(self, database: TortureDatabase, fleet: Fleet, config: TortureConfig):
+        self.database, self.fleet, self.config = database, fleet, config
+        self.kills = 0
         self.injected: Counter[str] = Counter()
         self.failed: list[str] = []
         kinds = ["client_killed", "backend_terminated", "lock_held"]
@@ -31,13 +32,13 @@ class FaultInjector:
     def run_until(self, deadline: float) -> None:
         rotation: list[str] = []
         while True:
-            time.sleep(self.config.fault_interval * self.rng.uniform(0.5, 1.5))
+            time.sleep(self.config.fault_interval)
             now = time.monotonic()
             if now >= deadline and (self._all_injected() or now >= deadline + OVERTIME_S):
                 return
             if not rotation:
-                rotation = self.rng.sample(self.kinds, len(self.kinds))
-            kind = rotation.pop()
+                rotation = list(self.kinds)
+            kind = rotation.pop(0)
             try:
                 done = getattr(self, f"_{kind}")()
             except Exception as exc:  # noqa: BLE001 - reported below, never silently dropped
@@ -50,15 +51,17 @@ class FaultInjector:
         return all(self.injected[kind] for kind in self.kinds)
 
     def _client_killed(self) -> int:
-        self.fleet.kill_and_restart(self.rng.randrange(self.fleet.slots()))
+        # Slot after slot, so every client gets killed in turn.
+        self.fleet.kill_and_restart(self.kills % self.fleet.slots())
+        self.kills += 1
         return 1
 
     def _backend_terminated(self) -> int:
         return self.database.terminate_backends()
 
     def _lock_held(self) -> int:
-        self.database.hold_row_lock(self.rng.randint(1, self.config.hot_accounts), self.config.lock_hold_seconds)
-        return 1
+        waited = self.database.hold_hot_locks(self.config.hot_accounts, self.config.lock_hold_seconds)
+        return 1 if waited else 0
 
     def _server_crashed(self) -> int:
         self.database.crash_and_restart(self.config.server_downtime)

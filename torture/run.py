@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import shutil
 import subprocess
@@ -60,7 +59,6 @@ class Report:
 def run_torture(config: TortureConfig) -> Report:
     _validate(config)
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
-    rng = random.Random(seed)
     began = time.monotonic()
     database = open_database(config.database_url)
     fleet = None
@@ -69,7 +67,7 @@ def run_torture(config: TortureConfig) -> Report:
         _prepare(database.url, spec)
         fleet = Fleet(database.url, database.workdir, spec, config.clients)
         fleet.wait_ready()
-        injector = FaultInjector(database, fleet, config, rng)
+        injector = FaultInjector(database, fleet, config)
         load_started = time.monotonic()
         injector.run_until(load_started + config.seconds)
         database.ensure_up()
@@ -121,7 +119,7 @@ def _validate(config: TortureConfig) -> None:
 
 
 def _spec(config: TortureConfig, seed: int) -> dict:
-    keys = ("accounts", "hot_accounts", "hot_share", "missing_share", "duplicate_share", "drop_answer_share",
+    keys = ("accounts", "hot_accounts", "hot_share", "missing_share", "duplicate_share", "drop_answer_every",
             "start_energy",
             "max_amount", "lock_timeout_ms", "drain_seconds")
     return {**{k: getattr(config, k) for k in keys}, "seed": seed, "run": f"t{seed:x}"}

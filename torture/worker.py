@@ -44,6 +44,7 @@ def client(spec: dict) -> None:
     rng = random.Random(spec["seed"])
     stop = _Stop(Path(spec["stop_file"]), spec["drain_seconds"])
     applied: list[tuple[int, int, str]] = []
+    drops = _AnswerDrops(spec["drop_answer_every"])
     log.write(READY, generation=spec["generation"], pid=os.getpid())
     for serial in itertools.count(1):
         if pending is not None:
@@ -53,7 +54,7 @@ def client(spec: dict) -> None:
         else:
             key = f"{spec['run']}-c{spec['slot']}-g{spec['generation']}-{serial}"
             request = _next_request(rng, spec, applied, key)
-        if _send_until_answered(request, log, rng, stop, spec["drop_answer_share"]) == "applied":
+        if _send_until_answered(request, log, rng, stop, drops) == "applied":
             applied.append(request)
     log.close()
 
@@ -73,7 +74,18 @@ class _Stop:
         return self.requested() and time.monotonic() > self.deadline
 
 
-def _send_until_answered(request, log: EventLog, rng: random.Random, stop: _Stop, drop_share: float) -> str | None:
+class _AnswerDrops:
+    """Which applied answers to throw away: the first, then every ``every``-th (counted, not drawn)."""
+
+    def __init__(self, every: int):
+        self.every, self.applied = every, 0
+
+    def drop_next_applied(self) -> bool:
+        self.applied += 1
+        return self.every > 0 and self.applied % self.every == 1 % self.every
+
+
+def _send_until_answered(request, log: EventLog, rng: random.Random, stop: _Stop, drops: _AnswerDrops) -> str | None:
     """Send with the same key until a final answer (returned), or until the drain time runs out (None)."""
     from energy.application.consume import consume
     from energy.domain.exceptions import EnergyError, Unavailable
@@ -95,7 +107,7 @@ def _send_until_answered(request, log: EventLog, rng: random.Random, stop: _Stop
         except Exception as exc:
             log.write(CRASH, key=key, error=f"{type(exc).__name__}: {exc}")
             raise
-        dropped = result.status == "applied" and rng.random() < drop_share
+        dropped = result.status == "applied" and drops.drop_next_applied()
         log.write(ANSWER, key=key, outcome=ANSWER_DROPPED if dropped else result.status,
                   consumption_id=result.consumption_id, account=result.account_id, amount=result.amount,
                   balance_after=result.balance_after)
