@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.workers import setup_django
+from tests.workers import line_up, setup_django
 
 
 def consume_many_worker(db_name, barrier, requests, chunk_size, results) -> None:
@@ -14,7 +14,7 @@ def consume_many_worker(db_name, barrier, requests, chunk_size, results) -> None
     from energy.domain.requests import ConsumeRequest
 
     batch.CHUNK_SIZE = chunk_size
-    connection.ensure_connection()
+    line_up(connection)
     barrier.wait(timeout=60)
     outcomes = batch.consume_many([ConsumeRequest(*r) for r in requests])
     results.put([_as_dict(o, r[2]) for o, r in zip(outcomes, requests, strict=True)])

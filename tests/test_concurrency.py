@@ -65,3 +65,11 @@ def test_retry_storm_of_mixed_keys_applies_each_key_once():
     for account in Account.objects.all():
         spent = Consumption.objects.filter(account=account).aggregate(t=Sum("amount"))["t"]
         assert account.energy == 500 - spent >= 0
+
+
+def test_workers_that_never_wait_for_each_other_fail_the_overlap_check():
+    """The line-up is what proves overlap: workers that never queue on a lock cannot pass it."""
+    Account.objects.create(id=1, energy=100, opening_energy=100)
+    # No such account: nothing to lock, so no worker ever waits and each just finishes.
+    with pytest.raises(AssertionError, match="of 2 workers were seen waiting at the same time"):
+        run_in_processes([[(99, 1, "nowhere-1")], [(99, 1, "nowhere-2")]])

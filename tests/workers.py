@@ -3,12 +3,22 @@
 Children are started with the ``spawn`` method, so they share nothing with the test
 process but the environment: they set Django up themselves and connect to the same test
 database by name.
+
+Workers released together by a barrier could still run one after another on a busy machine,
+and a serial run would pass a concurrency test. So while they start, another process holds
+every account's row lock, and the workers go only once ``pg_blocking_pids()`` shows each of
+them waiting for it: they provably overlapped, and then race for real.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import time
 from contextlib import contextmanager
+
+# The workers wait this long for the held locks (their own lock_timeout), far longer than
+# they take to line up; the test holds the locks on purpose.
+LINE_UP_TIMEOUT_S = 60
 
 
 def spawn_context():
@@ -35,7 +45,7 @@ def consume_worker(db_name, barrier, requests, results) -> None:
     from energy.application.consume import consume
     from energy.domain.exceptions import EnergyError
 
-    connection.ensure_connection()
+    line_up(connection)
     barrier.wait(timeout=60)
     outcomes = []
     for account_id, amount, key in requests:
@@ -47,6 +57,12 @@ def consume_worker(db_name, barrier, requests, results) -> None:
     connection.close()
 
 
+def line_up(connection) -> None:
+    """Connect, and wait for the row locks the test holds instead of giving up after the usual bound."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{LINE_UP_TIMEOUT_S}s"])
+
+
 def run_in_processes(request_lists: list[list[tuple[int, int, str]]]) -> list[dict]:
     """Run each list of requests in its own process, all released together; return every outcome."""
     return run_workers([(consume_worker, (requests,)) for requests in request_lists])
@@ -54,7 +70,7 @@ def run_in_processes(request_lists: list[list[tuple[int, int, str]]]) -> list[di
 
 def run_workers(jobs: list[tuple]) -> list[dict]:
     """Start one process per ``(target, args)``, called as ``target(db_name, barrier, *args, results)``,
-    all released together by one barrier; return every outcome they put."""
+    all released together by one barrier once each waits for the held row locks; return every outcome."""
     from django.db import connections
 
     db_name = test_database_name()
@@ -63,8 +79,15 @@ def run_workers(jobs: list[tuple]) -> list[dict]:
     barrier = ctx.Barrier(len(jobs))
     results = ctx.Queue()
     procs = [ctx.Process(target=target, args=(db_name, barrier, *args, results)) for target, args in jobs]
-    for proc in procs:
-        proc.start()
+    with every_account_locked(ctx, db_name) as holder:
+        for proc in procs:
+            proc.start()
+        waiting = wait_for_waiters(holder, len(procs), procs)
+    if waiting < len(procs):
+        for proc in procs:
+            proc.kill()
+            proc.join(30)
+        raise AssertionError(f"only {waiting} of {len(procs)} workers were seen waiting at the same time")
     outcomes = []
     for _ in procs:
         outcomes.extend(results.get(timeout=120))
@@ -72,6 +95,52 @@ def run_workers(jobs: list[tuple]) -> list[dict]:
         proc.join(timeout=30)
         assert proc.exitcode == 0, f"worker {proc.pid} exited with {proc.exitcode}"
     return outcomes
+
+
+@contextmanager
+def every_account_locked(ctx, db_name: str):
+    """Another process holds every account's row lock; yields its backend pid, releases on exit."""
+    ready, release = ctx.Queue(), ctx.Event()
+    holder = ctx.Process(target=hold_every_account, args=(db_name, ready, release))
+    holder.start()
+    try:
+        yield ready.get(timeout=60)
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def hold_every_account(db_name, ready, release) -> None:
+    setup_django(db_name)
+    from django.db import connection, transaction
+
+    from energy.models import Account
+
+    with transaction.atomic():
+        list(Account.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
+        ready.put(connection.connection.info.backend_pid)
+        release.wait(LINE_UP_TIMEOUT_S)
+
+
+def wait_for_waiters(holder_pid: int, expected: int, procs) -> int:
+    """How many backends wait for a lock behind ``holder_pid``: ``expected`` once they all do, fewer if a
+    worker died or time ran out."""
+    from django.db import connection
+
+    deadline = time.monotonic() + LINE_UP_TIMEOUT_S
+    waiting = 0
+    try:
+        while waiting < expected and time.monotonic() < deadline and all(p.exitcode is None for p in procs):
+            with connection.cursor() as cursor:
+                # Behind the holder the first waiter waits for its transaction, the others for
+                # the row's tuple lock, which that first waiter holds: count every waiter.
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                               " AND pid <> %s AND cardinality(pg_blocking_pids(pid)) > 0", [holder_pid])
+                waiting = cursor.fetchone()[0]
+            time.sleep(0.005)
+    finally:
+        connection.close()
+    return waiting
 
 
 @contextmanager
