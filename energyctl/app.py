@@ -37,7 +37,13 @@ OPTIONAL_COMMANDS = {
 
 
 class EnergyctlGroup(TyperGroup):
-    """Turns every way a run can end into an exit code and at most one line on stderr."""
+    """Turns every way a run can end into an exit code and at most one line on stderr.
+
+    Typer has no documented hook for how usage errors are shown (it prints a rich panel, and
+    never a JSON document for ``--json``), so ``main`` runs the group with Click's documented
+    ``standalone_mode=False`` and maps what comes out. It stays on the group, not in ``run``,
+    so that every way of calling the app, ``typer.testing.CliRunner`` included, gets it.
+    """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
