@@ -2,41 +2,112 @@
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 
-from django.db import InterfaceError, OperationalError, ProgrammingError, connection
+from django.db import InterfaceError, InternalError, OperationalError, ProgrammingError, connection
 
+from energy import dbconfig
+from energy.db import session
+from energy.db.deadline import watchdog
 from energy.domain.exceptions import Unavailable
 from energy.redact import redact_text
 
 # SQLSTATE 42P01: a table is missing, i.e. the schema was never migrated on this database.
 _UNDEFINED_TABLE = "42P01"
+# A prepared statement the client believes in is missing (26000) or one of its name already
+# exists (42P05) on the server: a pooler moved the client to another server connection.
+_LOST_PREPARED_STATEMENT = {"26000", "42P05"}
+# The server ended a session left idle inside a transaction (a stalled client) after
+# idle_in_transaction_session_timeout; the client hears of it on its next statement.
+_IDLE_IN_TRANSACTION_TIMEOUT = "25P03"
 NOT_MIGRATED = "the database has no energyctl schema yet: run `energyctl migrate`"
+POOLED_PREPARED = (
+    "the connection pooler mixed up prepared statements; set ENERGYCTL_PREPARE_THRESHOLD=off, "
+    "or use PgBouncer >= 1.22 with max_prepared_statements > 0"
+)
+# psycopg connections whose session settings were checked (behind a pooler only).
+_checked: weakref.WeakSet = weakref.WeakSet()
 
 
 @contextmanager
 def database_guard():
-    """Map unreachable servers, lock and statement timeouts, and a missing schema to Unavailable."""
+    """Map unreachable servers, timeouts, a missing schema and pooler trouble to Unavailable.
+
+    Every call inside is bounded by the client's own deadline too (ENERGYCTL_CLIENT_TIMEOUT_MS).
+    On failure inside a caller's ``transaction.atomic()`` the caller's transaction is marked for
+    rollback and its connection kept, so the block ends in a rollback, never in a silent loss
+    of its earlier work; outside one a broken connection is dropped so the next call reconnects.
+    """
+    token = watchdog.arm(connection, dbconfig.CLIENT_TIMEOUT_MS / 1000)
     try:
+        _check_session()
         yield
-    except (OperationalError, InterfaceError) as exc:
+    except (OperationalError, InterfaceError, InternalError) as exc:
+        timed_out = watchdog.disarm(token)
+        if isinstance(exc, InternalError) and _sqlstate(exc) != _IDLE_IN_TRANSACTION_TIMEOUT:
+            raise
         if "no such table" in str(exc):  # SQLite reports a missing schema this way
             raise Unavailable(NOT_MIGRATED) from exc
+        _give_up_on_connection(drop=timed_out)
+        raise Unavailable(_deadline_reason() if timed_out else _reason(exc)) from exc
+    except ProgrammingError as exc:
+        watchdog.disarm(token)
+        sqlstate = _sqlstate(exc)
+        if sqlstate == _UNDEFINED_TABLE:
+            raise Unavailable(NOT_MIGRATED) from exc
+        if sqlstate in _LOST_PREPARED_STATEMENT:
+            # psycopg's record of what is prepared no longer matches the server: start afresh.
+            _give_up_on_connection(drop=True)
+            raise Unavailable(POOLED_PREPARED) from exc
+        raise
+    finally:
+        if watchdog.disarm(token):
+            # The deadline passed just as the call ended: the connection is shut, drop it.
+            _give_up_on_connection(drop=True)
+
+
+def _give_up_on_connection(*, drop: bool) -> None:
+    if connection.in_atomic_block:
+        # The caller's transaction is broken on the server; its atomic() must roll it back.
+        connection.set_rollback(True)
+    elif drop:
+        connection.close()
+    else:
         # A dead connection stays dead; drop it so the next call in this process reconnects.
         connection.close_if_unusable_or_obsolete()
-        raise Unavailable(_reason(exc)) from exc
-    except ProgrammingError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != _UNDEFINED_TABLE:
-            raise
-        raise Unavailable(NOT_MIGRATED) from exc
+
+
+def _check_session() -> None:
+    """Behind a pooler, once per connection: the role settings `migrate` writes must be in force."""
+    if not dbconfig.BEHIND_POOLER or connection.vendor != "postgresql":
+        return
+    connection.ensure_connection()
+    if connection.connection in _checked:
+        return
+    missing = session.differences(connection)
+    if missing:
+        raise Unavailable(f"{'; '.join(missing)}: run `energyctl migrate` with the same ENERGYCTL_* settings")
+    _checked.add(connection.connection)
+
+
+def _deadline_reason() -> str:
+    return f"no answer within {dbconfig.CLIENT_TIMEOUT_MS} ms (ENERGYCTL_CLIENT_TIMEOUT_MS)"
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    return getattr(exc.__cause__, "sqlstate", None)
 
 
 def _reason(exc: Exception) -> str:
-    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    sqlstate = _sqlstate(exc)
     if sqlstate == "55P03":
         return "timed out waiting for a row lock"
     if sqlstate == "57014":
         return "statement timed out"
+    if sqlstate == _IDLE_IN_TRANSACTION_TIMEOUT:
+        return "the transaction was left idle too long and the server ended it"
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "unsupported startup parameter" in first_line:
+        first_line += " (behind PgBouncer, set ENERGYCTL_DB_POOLER=transaction)"
     return redact_text(first_line)
-
