@@ -234,6 +234,12 @@ class TcpProxy:
     def close(self) -> None:
         self._listener.close()
         for sock in self._sockets:
+            # shutdown() first: it wakes a thread blocked in recv(), which close() alone does
+            # not, and that thread would keep the server connection open.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             sock.close()
 
     def _upstream(self) -> socket.socket:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import weakref
 from contextlib import contextmanager
 
-from django.db import InterfaceError, InternalError, OperationalError, ProgrammingError, connection
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+    connection,
+    connections,
+)
 
 from energy import dbconfig
 from energy.db import session
@@ -39,7 +47,11 @@ def database_guard():
     rollback and its connection kept, so the block ends in a rollback, never in a silent loss
     of its earlier work; outside one a broken connection is dropped so the next call reconnects.
     """
-    token = watchdog.arm(connection, dbconfig.CLIENT_TIMEOUT_MS / 1000)
+    # SQLite waits only for its file lock, bounded by its busy timeout.
+    # The watchdog runs in a thread of its own: it is given this thread's connection object,
+    # not the `connection` proxy, which would name the watchdog thread's connection.
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    token = watchdog.arm(wrapper, dbconfig.CLIENT_TIMEOUT_MS / 1000) if wrapper.vendor == "postgresql" else None
     try:
         _check_session()
         yield

@@ -39,8 +39,10 @@ class Watchdog:
             self._armed[token] = (time.monotonic() + seconds, wrapper)
         return token
 
-    def disarm(self, token: int) -> bool:
+    def disarm(self, token: int | None) -> bool:
         """Stop watching; True if the deadline had passed and the connection was shut down."""
+        if token is None:
+            return False
         with self._lock:
             self._armed.pop(token, None)
             if token in self._fired:
@@ -66,21 +68,22 @@ class Watchdog:
             now = time.monotonic()
             with self._lock:
                 for token, (deadline, wrapper) in list(self._armed.items()):
-                    if deadline <= now:
+                    # A connection still being opened is bounded by connect_timeout; it is
+                    # shut down at the first tick after it opens, if the call is still running.
+                    if deadline <= now and _shut_down(wrapper):
                         del self._armed[token]
                         self._fired.add(token)
-                        _shut_down(wrapper)
 
 
-def _shut_down(wrapper) -> None:
-    """End the TCP or Unix-socket connection under ``wrapper`` without touching its Python state."""
+def _shut_down(wrapper) -> bool:
+    """End the connection under ``wrapper`` without touching its Python state; False if none is open yet."""
     raw = getattr(wrapper, "connection", None)
     if raw is None:
-        return
+        return False
     try:
         fd = raw.pgconn.socket
-    except Exception:  # already closed: nothing to end
-        return
+    except Exception:  # already closed: nothing left to end
+        return True
     # shutdown() acts on the socket itself, so a duplicate descriptor ends the connection
     # the waiting call uses; closing only the duplicate leaves psycopg's descriptor intact.
     with socket.socket(fileno=os.dup(fd)) as sock:
@@ -88,6 +91,7 @@ def _shut_down(wrapper) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+    return True
 
 
 watchdog = Watchdog()
