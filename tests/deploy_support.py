@@ -147,6 +147,22 @@ def _sleep(seconds: float) -> dict:
     return _timed(run)
 
 
+def _burst(account: int, amount: int, keys: list[str]) -> dict:
+    """Consume once per key, one after another; outcome counts and the run's wall-clock span."""
+    from collections import Counter
+
+    from energy.application.consume import consume
+    from energy.domain.exceptions import EnergyError
+
+    started, outcomes = time.time(), Counter()
+    for key in keys:
+        try:
+            outcomes[consume(account_id=account, amount=amount, idempotency_key=key).outcome] += 1
+        except EnergyError as exc:
+            outcomes[exc.outcome] += 1
+    return {"outcomes": dict(outcomes), "started": started, "ended": time.time()}
+
+
 def _session_differences() -> list[str]:
     from django.db import connection
 
@@ -163,7 +179,7 @@ def _ledger() -> dict:
 
 
 COMMANDS = {"prepare": _prepare, "consume": _consume, "batch": _batch, "differences": _session_differences,
-            "ledger": _ledger, "sleep": _sleep}
+            "ledger": _ledger, "sleep": _sleep, "burst": _burst}
 
 
 def wait_until_stopped(pid: int, timeout: float = 30.0) -> None:
