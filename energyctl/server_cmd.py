@@ -32,7 +32,7 @@ def migrate() -> None:
     from energy.application.guard import database_guard
 
     try:
-        with database_guard():
+        with database_guard(migrating=True):
             apply_migrations(verbosity=1, stdout=out.out.file)
             mark_embedded_schema_current()
     except Unavailable as exc:

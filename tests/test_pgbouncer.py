@@ -7,7 +7,12 @@ module's own, so it may be stopped and restarted.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -87,6 +92,28 @@ def test_a_client_not_told_about_the_pooler_is_refused_with_a_hint(migrated, ses
     assert refused["outcome"] == "unavailable", refused
     assert "unsupported startup parameter" in refused["detail"]
     assert "ENERGYCTL_DB_POOLER=transaction" in refused["detail"]
+
+
+def test_energyctl_migrate_through_pgbouncer_writes_the_settings_every_process_checks(bouncer, cluster):
+    with psycopg.connect(cluster.url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS fresh WITH (FORCE)")
+        admin.execute("CREATE DATABASE fresh")
+    url = bouncer.url("fresh")
+    before = energyctl("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
+    assert before.returncode == 75, before
+    assert "lock_timeout is 0ms, expected 3000ms" in before.stdout and "energyctl migrate" in before.stdout
+    migrated = energyctl("migrate", url=url)
+    assert migrated.returncode == 0, migrated
+    bouncer.reconnect()
+    assert energyctl("seed", "--accounts", "1", "--energy", "100", url=url).returncode == 0
+    done = energyctl("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
+    assert (done.returncode, json.loads(done.stdout)["status"]) == (0, "applied"), done
+
+
+def energyctl(*args: str, url: str) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "energyctl"
+    return subprocess.run([str(script), *args], env={**os.environ, **POOLED, "DATABASE_URL": url},
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_contract_outcomes_through_pgbouncer(migrated, cluster):

@@ -39,10 +39,12 @@ _checked: weakref.WeakSet = weakref.WeakSet()
 
 
 @contextmanager
-def database_guard():
+def database_guard(*, migrating: bool = False):
     """Map unreachable servers, timeouts, a missing schema and pooler trouble to Unavailable.
 
-    Every call inside is bounded by the client's own deadline too (ENERGYCTL_CLIENT_TIMEOUT_MS).
+    Every call inside is bounded by the client's own deadline too (ENERGYCTL_CLIENT_TIMEOUT_MS),
+    except a migration (``migrating``): it may run many statements, each bounded by the
+    server's statement_timeout, and it is what writes the session settings checked here.
     On failure inside a caller's ``transaction.atomic()`` the caller's transaction is marked for
     rollback and its connection kept, so the block ends in a rollback, never in a silent loss
     of its earlier work; outside one a broken connection is dropped so the next call reconnects.
@@ -51,9 +53,11 @@ def database_guard():
     # The watchdog runs in a thread of its own: it is given this thread's connection object,
     # not the `connection` proxy, which would name the watchdog thread's connection.
     wrapper = connections[DEFAULT_DB_ALIAS]
-    token = watchdog.arm(wrapper, dbconfig.CLIENT_TIMEOUT_MS / 1000) if wrapper.vendor == "postgresql" else None
+    bounded = wrapper.vendor == "postgresql" and not migrating
+    token = watchdog.arm(wrapper, dbconfig.CLIENT_TIMEOUT_MS / 1000) if bounded else None
     try:
-        _check_session()
+        if not migrating:
+            _check_session()
         yield
     except (OperationalError, InterfaceError, InternalError) as exc:
         timed_out = watchdog.disarm(token)
