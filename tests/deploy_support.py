@@ -97,7 +97,7 @@ def _prepare(accounts: dict[int, int]) -> dict:
     call_command("migrate", verbosity=0)
     Consumption.objects.all().delete()
     Account.objects.all().delete()
-    Account.objects.bulk_create([Account(id=i, energy=e) for i, e in accounts.items()])
+    Account.objects.bulk_create([Account(id=i, energy=e, opening_energy=e) for i, e in accounts.items()])
     return {}
 
 

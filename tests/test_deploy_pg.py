@@ -61,10 +61,10 @@ def test_every_connection_has_the_timeouts_isolation_and_keepalives():
 
 
 def test_a_lock_timeout_inside_a_callers_transaction_marks_it_for_rollback_and_keeps_the_connection():
-    Account.objects.create(id=1, energy=100)
+    Account.objects.create(id=1, energy=100, opening_energy=100)
     with row_lock_held(account_id=1):
         with transaction.atomic():
-            Account.objects.create(id=2, energy=5)  # the block's earlier work
+            Account.objects.create(id=2, energy=5, opening_energy=5)  # the block's earlier work
             opened = connection.connection
             with pytest.raises(Unavailable) as caught:
                 consume(account_id=1, amount=10, idempotency_key="in-block")
@@ -79,18 +79,19 @@ def test_a_lock_timeout_inside_a_callers_transaction_marks_it_for_rollback_and_k
 
 
 def test_a_lock_timeout_in_a_savepoint_rolls_back_only_that_savepoint():
-    Account.objects.create(id=1, energy=100)
+    Account.objects.create(id=1, energy=100, opening_energy=100)
     with row_lock_held(account_id=1), transaction.atomic():
-        Account.objects.create(id=2, energy=5)
+        Account.objects.create(id=2, energy=5, opening_energy=5)
         with pytest.raises(Unavailable), transaction.atomic():
             consume(account_id=1, amount=10, idempotency_key="in-savepoint")
-        Account.objects.create(id=3, energy=5)  # the outer block goes on after its savepoint's rollback
+        # The outer block goes on after its savepoint's rollback.
+        Account.objects.create(id=3, energy=5, opening_energy=5)
     assert sorted(Account.objects.values_list("id", flat=True)) == [1, 2, 3]
     assert not Consumption.objects.exists()
 
 
 def test_a_lock_timeout_outside_any_transaction_is_unavailable_and_the_next_call_works():
-    Account.objects.create(id=1, energy=100)
+    Account.objects.create(id=1, energy=100, opening_energy=100)
     with row_lock_held(account_id=1), pytest.raises(Unavailable):
         consume(account_id=1, amount=10, idempotency_key="outside")
     assert consume(account_id=1, amount=10, idempotency_key="outside").status == "applied"
@@ -158,7 +159,7 @@ def serializable_database():
     """A copy of the test database whose default isolation is SERIALIZABLE."""
     name = f"{connection.settings_dict['NAME']}_serializable"
     template = connection.settings_dict["NAME"]
-    Account.objects.create(id=1, energy=1000)
+    Account.objects.create(id=1, energy=1000, opening_energy=1000)
     connections.close_all()
     with psycopg.connect(url_for("postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
