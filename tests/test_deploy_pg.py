@@ -17,7 +17,8 @@ from energy.application.consume import consume
 from energy.db import session
 from energy.domain.exceptions import Unavailable
 from energy.models import Account, Consumption
-from tests.deploy_support import Session, TcpProxy, server_address, wait_for_waiters, wait_until_stopped
+from tests.deploy_sessions import Session, server_address, wait_for_waiters, wait_until_stopped
+from tests.tcp_proxy import TcpProxy
 from tests.workers import row_lock_held
 
 pytestmark = pytest.mark.django_db(transaction=True)

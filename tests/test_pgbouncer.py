@@ -18,7 +18,8 @@ import psycopg
 import pytest
 
 from energy.torture.cluster import OwnCluster
-from tests.deploy_support import PgBouncer, Session, pgbouncer_binary, wait_for_waiters
+from tests.deploy_sessions import Session, wait_for_waiters
+from tests.pgbouncer_server import PgBouncer, pgbouncer_binary
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy_support import Session
+from tests.deploy_sessions import Session
 from tests.test_replay import MIXED
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,4 @@
-"""Deployment plumbing for tests: child processes with their own settings, a TCP proxy that can
-black-hole its connections, and a real PgBouncer in front of a real PostgreSQL.
+"""Child processes for deployment tests, each configured by its own environment.
 
 Children are spawned: each imports settings afresh from the environment it is given, exactly
 as a deployed process would, and answers one command at a time over a pipe.
@@ -7,23 +6,16 @@ as a deployed process would, and answers one command at a time over a pipe.
 
 from __future__ import annotations
 
-import configparser
 import multiprocessing
 import os
-import pwd
-import shutil
 import signal
 import socket
-import subprocess
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 ANSWER_TIMEOUT_S = 60.0
-PGBOUNCER_INI = Path(__file__).resolve().parent.parent / "docs" / "pgbouncer.ini"
 
 
 class Session:
@@ -224,157 +216,3 @@ def wait_for_waiters(admin_url: str, holder_pid: int, count: int, timeout: float
                 return
             time.sleep(0.02)
     raise AssertionError(f"only {waiting} of {count} backends ever waited for the lock")
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:port to the server until ``black_hole()``; then every open connection
-    stays open but nothing more crosses it, like a peer that froze or a route that died."""
-
-    def __init__(self, host: str, port: int):
-        self._target = (host, port)
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self.port = self._listener.getsockname()[1]
-        self._holed = threading.Event()
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def black_hole(self) -> None:
-        self._holed.set()
-
-    def restore(self) -> None:
-        """Forward again, for connections opened from now on."""
-        self._holed = threading.Event()
-
-    def close(self) -> None:
-        self._listener.close()
-        for sock in self._sockets:
-            # shutdown() first: it wakes a thread blocked in recv(), which close() alone does
-            # not, and that thread would keep the server connection open.
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-    def _upstream(self) -> socket.socket:
-        host, port = self._target
-        if host.startswith("/"):
-            sock = socket.socket(socket.AF_UNIX)
-            sock.connect(f"{host}/.s.PGSQL.{port}")
-            return sock
-        return socket.create_connection((host, port))
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = self._upstream()
-            self._sockets += [client, server]
-            holed = self._holed
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink, holed), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, holed: threading.Event) -> None:
-        try:
-            while data := source.recv(65536):
-                if not holed.is_set():
-                    sink.sendall(data)
-        except OSError:
-            pass
-        # The client hung up: end the upstream side too (a black hole still swallows it).
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-def pgbouncer_binary() -> str:
-    """The PgBouncer program; on a laptop without it the test is skipped, in CI it fails."""
-    found = shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None)
-    if found is None:
-        reason = "PgBouncer is not installed (apt-get install pgbouncer); .ci/run installs it"
-        if os.environ.get("ENERGYCTL_REQUIRE_PGBOUNCER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
-
-
-class PgBouncer:
-    """A real PgBouncer configured from docs/pgbouncer.ini, in front of ``host``:``port``.
-
-    Only what a test must change is changed: where it listens, the server it forwards to,
-    trust authentication, and its own log and pid files.
-    """
-
-    def __init__(self, host: str, port: int, user: str, password: str | None = None, **overrides):
-        binary = pgbouncer_binary()
-        self.workdir = Path(tempfile.mkdtemp(prefix="energyctl-pgbouncer-"))
-        self.port = free_port()
-        self.user = user
-        target = f"host={host} port={port}" + (f" user={user} password={password}" if password else "")
-        config = configparser.ConfigParser(inline_comment_prefixes=(";",), interpolation=None)
-        config.read(PGBOUNCER_INI)
-        config["databases"] = {"*": target}
-        config["pgbouncer"].update({
-            "listen_addr": "127.0.0.1", "listen_port": str(self.port), "unix_socket_dir": "",
-            "auth_type": "trust", "auth_file": str(self.workdir / "userlist.txt"), "admin_users": user,
-            "logfile": str(self.workdir / "pgbouncer.log"), "pidfile": str(self.workdir / "pgbouncer.pid"),
-            **{k: str(v) for k, v in overrides.items()},
-        })
-        (self.workdir / "userlist.txt").write_text(f'"{user}" ""\n')
-        ini = self.workdir / "pgbouncer.ini"
-        with ini.open("w") as out:
-            config.write(out)
-        command = [binary, str(ini)]
-        if os.geteuid() == 0:
-            # PgBouncer refuses to run as root; run it as the owner of the server's socket.
-            owner = Path(host).stat().st_uid if host.startswith("/") else pwd.getpwnam("nobody").pw_uid
-            name = pwd.getpwuid(owner).pw_name
-            shutil.chown(self.workdir, name)
-            command[1:1] = ["-u", name]
-        self.version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait_listening()
-
-    def url(self, database: str) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
-
-    def reconnect(self) -> None:
-        """What an operator does after `energyctl migrate` changed the role settings: let every
-        pooled server connection be replaced by one that starts with them."""
-        import psycopg
-
-        with psycopg.connect(self.url("pgbouncer"), autocommit=True, prepare_threshold=None) as admin:
-            admin.execute("RECONNECT")
-
-    def log(self) -> str:
-        path = self.workdir / "pgbouncer.log"
-        return path.read_text() if path.exists() else ""
-
-    def close(self) -> None:
-        self._proc.terminate()
-        try:
-            self._proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def _wait_listening(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise AssertionError(f"pgbouncer exited with {self._proc.returncode}: {self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"pgbouncer never listened: {self.log()}")
