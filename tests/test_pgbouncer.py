@@ -155,16 +155,24 @@ def test_prepared_statements_forced_on_are_unavailable_never_an_error(cluster):
     one_server = PgBouncer(str(cluster.info.socket_dir), cluster.info.port, "postgres", default_pool_size=1)
     forced = {**POOLED, "ENERGYCTL_PREPARE_THRESHOLD": "0"}
     first, second = Session(one_server.url("energyctl"), **forced), Session(one_server.url("energyctl"), **forced)
+    opened = [first, second]
     try:
         first.ask("prepare", {1: 100})
+        one_server.reconnect()
         assert first.ask("consume", 1, 1, "p1")["outcome"] == "applied"
         mixed_up = second.ask("consume", 1, 1, "p2")
         assert mixed_up["outcome"] == "unavailable", mixed_up
         assert "ENERGYCTL_PREPARE_THRESHOLD=off" in mixed_up["detail"]
         assert second.ask("batch", [(1, 1, "p3")])["outcomes"] == ["unavailable"]
+        # As configured by default behind a pooler, nothing is prepared and both clients apply.
+        third, fourth = Session(one_server.url("energyctl"), **POOLED), Session(one_server.url("energyctl"), **POOLED)
+        opened.extend([third, fourth])
+        assert [third.ask("consume", 1, 1, "p4")["outcome"], fourth.ask("consume", 1, 1, "p5")["outcome"],
+                third.ask("batch", [(1, 1, "p6")])["outcomes"], fourth.ask("consume", 1, 1, "p4")["outcome"]] == [
+                    "applied", "applied", ["applied"], "replayed"]
     finally:
-        first.close()
-        second.close()
+        for session in opened:
+            session.close()
         one_server.close()
 
 
