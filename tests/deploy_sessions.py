@@ -155,6 +155,13 @@ def _burst(account: int, amount: int, keys: list[str]) -> dict:
     return {"outcomes": dict(outcomes), "started": started, "ended": time.time()}
 
 
+def _backend_pid() -> int:
+    from django.db import connection
+
+    connection.ensure_connection()
+    return connection.connection.info.backend_pid
+
+
 def _session_differences() -> list[str]:
     from django.db import connection
 
@@ -171,7 +178,8 @@ def _ledger() -> dict:
 
 
 COMMANDS = {"prepare": _prepare, "consume": _consume, "batch": _batch, "differences": _session_differences,
-            "ledger": _ledger, "sleep": _sleep, "burst": _burst}
+            "ledger": _ledger, "sleep": _sleep, "burst": _burst,
+            "backend_pid": _backend_pid}
 
 
 def wait_until_stopped(pid: int, timeout: float = 30.0) -> None:

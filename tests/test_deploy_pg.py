@@ -133,6 +133,22 @@ def test_the_client_deadline_reason_names_its_setting(sessions):
         proxy.close()
 
 
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="freezes a backend process of the suite's own cluster")
+def test_a_frozen_backend_ends_in_unavailable_within_the_client_deadline(sessions):
+    """The server cannot enforce statement_timeout in a stopped process; the client's deadline ends the wait."""
+    client = sessions(url_for(connection.settings_dict["NAME"]), ENERGYCTL_CLIENT_TIMEOUT_MS="1500",
+                      ENERGYCTL_STATEMENT_TIMEOUT_MS="500")
+    client.ask("prepare", {1: 100})
+    backend = client.ask("backend_pid")
+    os.kill(backend, signal.SIGSTOP)
+    try:
+        frozen = client.ask("consume", 1, 10, "frozen")
+    finally:
+        os.kill(backend, signal.SIGCONT)
+    assert frozen["outcome"] == "unavailable" and 1.4 < frozen["seconds"] < 1.5 + SLACK_S, frozen
+    assert [client.ask("consume", 1, 10, "frozen")["outcome"] for _ in range(2)] == ["applied", "replayed"]
+
+
 def test_a_stalled_batch_loses_its_locks_after_the_idle_in_transaction_timeout(sessions):
     url = url_for(connection.settings_dict["NAME"])
     stalled = sessions(url, ENERGYCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS="1500")
