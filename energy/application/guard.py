@@ -49,10 +49,10 @@ def database_guard(*, migrating: bool = False):
     rollback and its connection kept, so the block ends in a rollback, never in a silent loss
     of its earlier work; outside one a broken connection is dropped so the next call reconnects.
     """
-    # SQLite waits only for its file lock, bounded by its busy timeout.
     # The watchdog runs in a thread of its own: it is given this thread's connection object,
     # not the `connection` proxy, which would name the watchdog thread's connection.
     wrapper = connections[DEFAULT_DB_ALIAS]
+    # SQLite waits only for its file lock, which its busy timeout bounds.
     bounded = wrapper.vendor == "postgresql" and not migrating
     token = watchdog.arm(wrapper, dbconfig.CLIENT_TIMEOUT_MS / 1000) if bounded else None
     try:
