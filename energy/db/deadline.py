@@ -19,6 +19,8 @@ import socket
 import threading
 import time
 
+import psycopg
+
 # How often the watchdog looks at the armed calls: a deadline fires at most this late.
 TICK_S = 0.1
 
@@ -82,7 +84,7 @@ def _shut_down(wrapper) -> bool:
         return False
     try:
         fd = raw.pgconn.socket
-    except Exception:  # already closed: nothing left to end
+    except psycopg.OperationalError:  # already closed: nothing left to end
         return True
     # shutdown() acts on the socket itself, so a duplicate descriptor ends the connection
     # the waiting call uses; closing only the duplicate leaves psycopg's descriptor intact.
