@@ -24,7 +24,7 @@ ALLOWED_HOSTS = [
     if host.strip()
 ]
 
-INSTALLED_APPS = ["rest_framework", "energy"]
+INSTALLED_APPS = ["rest_framework", "drf_spectacular", "energy"]
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "energy.urls"
 WSGI_APPLICATION = "energy.wsgi.application"
@@ -44,10 +44,27 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["energy.http.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # Every API view needs a client's Bearer token (see energy/http/auth.py); the views
+    # that need none (/healthz, /api/schema/) say so themselves.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["energy.http.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "energy.http.auth.IsClient",
+        "energy.http.auth.HasScope",
+        "energy.http.auth.AccountAllowed",
+    ],
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "energy.http.errors.exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "energyctl",
+    "DESCRIPTION": "Spend energy from account balances exactly once per client and idempotency key.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The document is public: serving it reads no Authorization header at all.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 
 LOGGING = {

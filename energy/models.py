@@ -4,14 +4,14 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from energy.domain.clients import OPERATOR  # noqa: F401 - defined once, in the domain
+
 # The constraint a replay is recognised by: only a violation of *this* constraint means
 # "this client already applied this key"; any other integrity error is a real failure.
 IDEMPOTENCY_KEY_CONSTRAINT = "energy_consumption_client_key_unique"
 # The built-in client the command line acts as. It has no token, so it can never be used
 # over HTTP; its id is fixed because existing consumptions were moved into its key space.
-OPERATOR = "operator"
 OPERATOR_CLIENT_ID = 1
-SCOPES = ("consume", "read")
 
 
 class Account(models.Model):

@@ -28,6 +28,7 @@ COMMANDS = {
     "migrate": "energyctl.server_cmd",
     "serve": "energyctl.server_cmd",
     "db": "energyctl.db_cmd",
+    "clients": "energyctl.clients_cmd",
 }
 # Commands that live in other parts of the project; a missing module just means no command.
 OPTIONAL_COMMANDS = {

@@ -1,10 +1,48 @@
-"""Client use cases the command line needs to act in a client's key space."""
+"""Client use cases: add, list, rotate and revoke clients, and authenticate a token.
+
+A token is shown once, when it is issued; only its SHA-256 is stored. A token carries 256
+random bits, so a fast hash is right: there is nothing to brute-force, and a slow hash
+would cost every request. It is looked up by its hash (the unique index) and the stored
+hash is compared in constant time before it is trusted.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
 from energy.application.guard import database_guard
-from energy.domain.exceptions import ClientNotFound
+from energy.domain.clients import (
+    ALL_SCOPES, READ, TOKEN_PREFIX, TOKEN_RANDOM_BYTES, Grant, check_name, is_token_shaped,
+)
+from energy.domain.exceptions import ClientNameTaken, ClientNotFound, NotAClientOfTheApi
 from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Client
+
+# last_used_at is written at most once per this interval per client, so the hot path pays
+# one indexed read per request and no write: "last used" is accurate to a minute.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token at the one moment it exists in clear: right after add or rotate."""
+
+    client: str
+    token: str
+    scopes: list[str]
+    accounts: list[int] | None
+
+    def to_dict(self) -> dict:
+        return {"client": self.client, "token": self.token, "scopes": self.scopes,
+                "accounts": "all" if self.accounts is None else self.accounts}
 
 
 def client_id_for(name: str | None) -> int:
@@ -16,3 +54,105 @@ def client_id_for(name: str | None) -> int:
     if found is None:
         raise ClientNotFound(name)
     return found
+
+
+def add_client(*, name: str, accounts: list[int] | None, read_only: bool = False) -> IssuedToken:
+    """Create client ``name`` with a new token; ``accounts`` None allows every account."""
+    check_name(name)
+    scopes = [READ] if read_only else list(ALL_SCOPES)
+    token = new_token()
+    try:
+        with database_guard(), transaction.atomic():
+            Client.objects.create(name=name, token_hash=hash_token(token), scopes=scopes, accounts=accounts)
+    except IntegrityError:
+        # The unique index on the name decides, also between two adds racing each other.
+        if Client.objects.filter(name=name).exists():
+            raise ClientNameTaken(name) from None
+        raise
+    return IssuedToken(name, token, scopes, accounts)
+
+
+def list_clients() -> list[dict]:
+    """Every client of the API (not the operator), oldest first; never a token nor its hash."""
+    with database_guard():
+        rows = list(Client.objects.exclude(pk=OPERATOR_CLIENT_ID).order_by("id").values(
+            "name", "scopes", "accounts", "active", "created_at", "last_used_at"))
+    return [{"client": row["name"], "scopes": row["scopes"],
+             "accounts": "all" if row["accounts"] is None else row["accounts"], "active": row["active"],
+             "created_at": _iso(row["created_at"]), "last_used_at": _iso(row["last_used_at"])} for row in rows]
+
+
+def rotate_token(*, name: str) -> IssuedToken:
+    """A new token for ``name``; the old one stops working with this commit.
+
+    A revoked client becomes active again with the new token: rotating is how an operator
+    re-admits a client, never with its old token.
+    """
+    token = new_token()
+    with database_guard(), transaction.atomic():
+        client = _api_client(name)
+        client.token_hash, client.active = hash_token(token), True
+        client.save(update_fields=["token_hash", "active"])
+    return IssuedToken(client.name, token, client.scopes, client.accounts)
+
+
+def revoke_client(*, name: str) -> None:
+    """``name``'s token stops working with this commit; its hash is dropped too."""
+    with database_guard(), transaction.atomic():
+        client = _api_client(name)
+        client.token_hash, client.active = None, False
+        client.save(update_fields=["token_hash", "active"])
+
+
+def authenticate(token: str) -> Grant | None:
+    """The grant of the active client holding ``token``, or None. Never the operator.
+
+    Reads the client on every call (no cache), so a revocation or rotation is seen by the
+    very next request.
+    """
+    if not is_token_shaped(token):
+        return None
+    digest = hash_token(token)
+    with database_guard():
+        found = (Client.objects.filter(token_hash=digest, active=True).exclude(pk=OPERATOR_CLIENT_ID)
+                 .values_list("id", "name", "token_hash", "scopes", "accounts", "last_used_at").first())
+        if found is None or not hmac.compare_digest(found[2], digest):
+            return None
+        client_id, name, _, scopes, accounts, last_used_at = found
+        _note_use(client_id, last_used_at)
+    return Grant(client_id, name, frozenset(scopes), None if accounts is None else frozenset(accounts))
+
+
+def _note_use(client_id: int, last_used_at: datetime | None) -> None:
+    """Move last_used_at forward, at most once per LAST_USED_RESOLUTION per client.
+
+    The condition is repeated in the UPDATE so that, of several workers crossing the
+    boundary together, one writes and the others match no row.
+    """
+    stale = timezone.now() - LAST_USED_RESOLUTION
+    if last_used_at is not None and last_used_at > stale:
+        return
+    Client.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale), pk=client_id).update(
+        last_used_at=Now())
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_RANDOM_BYTES)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _api_client(name: str) -> Client:
+    """Client ``name``, locked for update; the operator and unknown names are refused."""
+    if name == OPERATOR:
+        raise NotAClientOfTheApi(name)
+    client = Client.objects.select_for_update().filter(name=name).first()
+    if client is None:
+        raise ClientNotFound(name)
+    return client
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

@@ -70,6 +70,22 @@ class ClientNotFound(EnergyError):
         self.name = name
 
 
+class ClientNameTaken(InvalidRequest):
+    """Another client already has this name."""
+
+    def __init__(self, name: str):
+        super().__init__({"name": f"{name!r} is already taken"})
+        self.name = name
+
+
+class NotAClientOfTheApi(InvalidRequest):
+    """The operator is the command line itself: it has no token to rotate or revoke."""
+
+    def __init__(self, name: str):
+        super().__init__({"name": f"{name!r} is the command line's own client and has no token"})
+        self.name = name
+
+
 class Unavailable(EnergyError):
     """The database could not answer in time; retrying with the same key is safe."""
 

@@ -14,6 +14,8 @@ HTTP_STATUS = {
     "insufficient_energy": 409,
     "idempotency_key_mismatch": 422,
     "unavailable": 503,
+    "unauthenticated": 401,
+    "forbidden": 403,
 }
 # Seconds a client should wait before retrying after `unavailable`.
 RETRY_AFTER_SECONDS = 1
@@ -25,6 +27,13 @@ def exception_handler(exc, context):
         if isinstance(exc, Unavailable):
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        response = Response(error_document("unauthenticated", _text(exc.detail)), status=401)
+        # DRF sets auth_header from the authentication class: always "Bearer" here.
+        response["WWW-Authenticate"] = getattr(exc, "auth_header", None) or "Bearer"
+        return response
+    if isinstance(exc, drf.PermissionDenied):
+        return Response(error_document("forbidden", _text(exc.detail)), status=403)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_document("invalid_request", "Request body is too large."), status=413)
     if isinstance(exc, drf.APIException):
