@@ -14,6 +14,10 @@ from energy.redact import redact_url
 # Seconds gunicorn lets one request run before it replaces the worker; every statement is
 # already bounded by the database's statement_timeout, so this only catches a stuck worker.
 WORKER_TIMEOUT_S = 60
+# gunicorn's default access log names the user of a Basic Authorization header (%(u)s; a
+# client sending its token that way would have it logged), the query string (%(r)s) and
+# the referrer (%(f)s). None of them is logged: only the path, never a header's value.
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s "%(a)s"'
 
 
 def register(app: typer.Typer) -> None:
@@ -76,7 +80,7 @@ def serve(
     connections.close_all()
     argv = [sys.executable, "-m", "gunicorn", "energy.wsgi:application", "--bind", bind,
             "--workers", str(workers), "--timeout", str(WORKER_TIMEOUT_S), "--log-level", "info",
-            "--access-logfile", "-", "--error-logfile", "-", *_without_control_socket()]
+            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--error-logfile", "-", *_without_control_socket()]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)

@@ -390,12 +390,15 @@ def test_serve_answers_http_requests_with_gunicorn(accounts):
         env={**os.environ, "DATABASE_URL": test_database_url()},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    from energy.application.clients import add_client
+
+    token = add_client(name="shop", accounts=None).token
     base = f"http://127.0.0.1:{port}/api/energy"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"{base}/accounts/1/", timeout=2)
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
                 break
             except (urllib.error.URLError, ConnectionError):
                 assert server.poll() is None and time.monotonic() < deadline, "serve did not come up"
@@ -404,7 +407,8 @@ def test_serve_answers_http_requests_with_gunicorn(accounts):
         answers = []
         for _ in range(2):
             request = urllib.request.Request(f"{base}/consume/", data=body,
-                                             headers={"Content-Type": "application/json"})
+                                             headers={"Content-Type": "application/json",
+                                                      "Authorization": f"Bearer {token}"})
             with urllib.request.urlopen(request, timeout=10) as response:
                 answers.append((response.status, response.headers.get("Idempotent-Replayed")))
     finally:

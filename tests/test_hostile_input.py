@@ -149,7 +149,27 @@ class TestHostileHttp:
 
     @pytest.fixture(autouse=True)
     def _account(self):
+        from energy.application.clients import add_client
+
         Account.objects.create(id=1, energy=100, opening_energy=100)
+        _BEARER["Authorization"] = f"Bearer {add_client(name='hostile', accounts=None).token}"
+
+    def test_any_authorization_header_but_the_token_is_401_never_500(self):
+        token = _BEARER["Authorization"]
+
+        @WITH_DB
+        @given(header=st.one_of(st.text(max_size=600), st.text(max_size=80).map(lambda t: "Bearer " + t),
+                                st.sampled_from([token + " ", " " + token, token.lower(), token[:-1],
+                                                 token.replace("Bearer ", "Bearer  "), token + "\u00e9"])))
+        def is_401(header):
+            assume(header != token)
+            response = _post(json.dumps({"account_id": 1, "amount": 1, "idempotency_key": "k"}),
+                             headers={"Authorization": header})
+            assert response.status_code == 401, (header, response.content)
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+            _assert_nothing_written()
+
+        is_401()
 
     def test_a_request_with_a_bad_field_is_400_naming_it(self):
         @WITH_DB
@@ -227,8 +247,12 @@ class TestHostileHttp:
         _assert_nothing_written()
 
 
+# The token of the test's client, sent with every request unless a test sends its own.
+_BEARER: dict[str, str] = {}
+
+
 def _post(raw, content_type="application/json", headers=None):
-    return APIClient().generic("POST", URL, raw, content_type=content_type, headers=headers or {})
+    return APIClient().generic("POST", URL, raw, content_type=content_type, headers={**_BEARER, **(headers or {})})
 
 
 def _assert_nothing_written():

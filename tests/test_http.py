@@ -13,7 +13,12 @@ URL = "/api/energy/consume/"
 
 @pytest.fixture
 def client():
-    return APIClient()
+    """A client of the API allowed every account, with its token on every request."""
+    from energy.application.clients import add_client
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {add_client(name='shop', accounts=None).token}")
+    return api
 
 
 @pytest.fixture

@@ -56,8 +56,9 @@ for call in (lambda: consume(account_id=1, amount=5, idempotency_key="k"), lambd
         call()
     except Unavailable as exc:
         messages.append(str(exc))
+# A well-formed token: checking it needs the database, which is unreachable.
 response = APIClient().post("/api/energy/consume/", {"account_id": 1, "amount": 5, "idempotency_key": "k"},
-                            format="json", HTTP_HOST="localhost")
+                            format="json", HTTP_HOST="localhost", HTTP_AUTHORIZATION="Bearer ect_" + "A" * 43)
 print(json.dumps({"messages": messages, "status": response.status_code, "body": response.content.decode()}))
 """
 
@@ -96,8 +97,8 @@ print(json.dumps({host: Client().get("/api/energy/consume/", HTTP_HOST=host).sta
 def test_allowed_hosts_come_from_the_environment_and_a_bad_host_is_400():
     done = run_python(HOSTS_PROBE, ENERGYCTL_ALLOWED_HOSTS="api.example.com", ENERGYCTL_LOG_LEVEL="CRITICAL")
     assert done.returncode == 0, done.stderr
-    # GET on the consume endpoint is a 405 without touching the database: the Host was accepted.
-    assert json.loads(done.stdout) == {"api.example.com": 405, "localhost": 400, "evil.example": 400}
+    # A request without a token is a 401 without touching the database: the Host was accepted.
+    assert json.loads(done.stdout) == {"api.example.com": 401, "localhost": 400, "evil.example": 400}
     assert "Traceback" not in done.stderr
 
 

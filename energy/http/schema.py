@@ -9,6 +9,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from energy.domain.requests import MAX_INT64, MAX_KEY_LENGTH
+from energy.http.errors import HTTP_STATUS
 
 
 class BearerScheme(OpenApiAuthenticationExtension):
@@ -49,9 +50,7 @@ class Health(serializers.Serializer):
 
 class Error(serializers.Serializer):
     status = serializers.ChoiceField(choices=["error"])
-    error = serializers.ChoiceField(choices=[
-        "invalid_request", "unauthenticated", "forbidden", "account_not_found", "insufficient_energy",
-        "idempotency_key_mismatch", "unavailable"])
+    error = serializers.ChoiceField(choices=[outcome for outcome, status in HTTP_STATUS.items() if status >= 400])
     detail = serializers.CharField()
     fields = serializers.DictField(child=serializers.CharField(), required=False,
                                    help_text="For invalid_request: each offending field and what is wrong.")
