@@ -34,7 +34,8 @@ class ClientView(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication and IsClient: 401
-        if request.method != "OPTIONS" and hasattr(self, request.method.lower()):
+        method = request.method.lower()
+        if method != "options" and method in self.http_method_names and hasattr(self, method):
             self.subject = self.validated(request, **kwargs)  # 400
             self.check_object_permissions(request, self.subject)  # scope and allow-list: 403
 

@@ -36,6 +36,9 @@ def add(
     """Add a client and print its token, once. Exit 2 for a bad or taken name."""
     out = Output(as_json=as_json)
     try:
+        from energy.domain.clients import check_name
+
+        check_name(name)  # refused before any database is started or reached
         allowed = _allow_list(accounts, all_accounts)
         prepare_database()
         from energy.application.clients import add_client
@@ -141,9 +144,14 @@ def _show_clients(out: Output, found: list[dict]) -> None:
     table = Table("client", "scopes", "accounts", "active", "created", "last used")
     for row in found:
         table.add_row(escape(row["client"]), ", ".join(row["scopes"]), _accounts_text(row["accounts"]),
-                      "yes" if row["active"] else "[red]revoked[/]", row["created_at"],
-                      row["last_used_at"] or "never")
+                      "yes" if row["active"] else "[red]revoked[/]", _moment(row["created_at"]),
+                      _moment(row["last_used_at"]) or "never")
     out.out.print(table)
+
+
+def _moment(iso: str | None) -> str | None:
+    """An ISO timestamp to the second, for a table people read; JSON keeps the full value."""
+    return None if iso is None else iso[:19].replace("T", " ") + " UTC"
 
 
 def _accounts_text(accounts) -> str:

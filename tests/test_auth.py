@@ -250,6 +250,9 @@ def test_schema_documents_every_endpoint_error_and_the_bearer_scheme(db):
     response = APIClient().get("/api/schema/", headers={"Authorization": "Bearer nonsense"})
     assert response.status_code == 200, response.content
     document = json.loads(response.content)
+    from drf_spectacular.validation import validate_schema
+
+    validate_schema(document)  # against the OpenAPI 3 JSON schema; raises on any deviation
     assert document["openapi"].startswith("3.")
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http", "scheme": "bearer", "description": document["components"]["securitySchemes"][
@@ -267,3 +270,23 @@ def test_schema_documents_every_endpoint_error_and_the_bearer_scheme(db):
     assert set(paths["/healthz"]["get"]["responses"]) == {"200", "503"}
     error = document["components"]["schemas"]["Error"]
     assert set(error["properties"]) == {"status", "error", "detail", "fields"}
+
+
+def test_the_schema_declares_what_the_views_enforce(db):
+    """The document's body serializer and the domain's rules agree on every edge of the input."""
+    from energy.domain.exceptions import InvalidRequest
+    from energy.domain.requests import ConsumeRequest
+    from energy.http.schema import ConsumeBody
+
+    cases = [{"account_id": 1, "amount": 1, "idempotency_key": "k"}, {"account_id": 0, "amount": 1,
+             "idempotency_key": "k"}, {"account_id": 1, "amount": 2**63, "idempotency_key": "k"},
+             {"account_id": 2**63 - 1, "amount": 2**63 - 1, "idempotency_key": "k" * 255},
+             {"account_id": 1, "amount": 1, "idempotency_key": "k" * 256}, {"account_id": 1, "amount": -1,
+             "idempotency_key": "k"}, {"account_id": 1, "amount": 1, "idempotency_key": ""}]
+    for case in cases:
+        try:
+            ConsumeRequest.from_json(case)
+            valid = True
+        except InvalidRequest:
+            valid = False
+        assert ConsumeBody(data=case).is_valid() == valid, case
