@@ -8,8 +8,8 @@ from __future__ import annotations
 import typer
 
 from energy.domain.exceptions import EnergyError, InvalidRequest
+from energy.presenters.output import JSON_HELP, Output, escape
 from energyctl.bootstrap import prepare_database
-from energyctl.output import JSON_HELP, Output, escape
 
 STORE_IT_NOW = ("[bold yellow]Store this token now, it will not be shown again.[/] "
                 "Send it as 'Authorization: Bearer <token>'.")

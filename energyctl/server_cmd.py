@@ -80,7 +80,8 @@ def serve(
     connections.close_all()
     argv = [sys.executable, "-m", "gunicorn", "energy.wsgi:application", "--bind", bind,
             "--workers", str(workers), "--timeout", str(WORKER_TIMEOUT_S), "--log-level", "info",
-            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--error-logfile", "-", *_without_control_socket()]
+            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--error-logfile", "-",
+            *_without_control_socket()]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)

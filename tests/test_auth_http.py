@@ -117,6 +117,7 @@ def test_revoked_and_rotated_tokens_are_refused_by_every_worker_on_the_next_requ
 
 def test_no_token_is_stored_in_clear_in_any_table(server, accounts):
     from django.db import connection
+    from psycopg import sql
 
     tokens = [add_client(name="shop", accounts=None).token, add_client(name="meter", accounts=[1]).token]
     tokens.append(rotate_token(name="shop").token)
@@ -129,8 +130,9 @@ def test_no_token_is_stored_in_clear_in_any_table(server, accounts):
         assert ("energy_client", "token_hash") in columns and ("energy_consumption", "idempotency_key") in columns
         for table, column in columns:
             for token in tokens:
-                cursor.execute(f'SELECT count(*) FROM "{table}" WHERE "{column}"::text LIKE %s',
-                               [f"%{token[4:]}%"])
+                query = sql.SQL("SELECT count(*) FROM {} WHERE {}::text LIKE %s").format(
+                    sql.Identifier(table), sql.Identifier(column))
+                cursor.execute(query, [f"%{token[4:]}%"])
                 assert cursor.fetchone()[0] == 0, (table, column)
     stored = set(connection.cursor().execute("SELECT token_hash FROM energy_client").fetchall())
     assert (hash_token(tokens[2]),) in stored and (hash_token(tokens[0]),) not in stored

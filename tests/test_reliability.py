@@ -69,10 +69,7 @@ def _prepare(accounts, energy):
     from django.core.management import call_command
 
     from energy.application.accounts import seed_accounts
-
-    from energy.application.clients import add_client
-
-    from energy.application.clients import client_id_for
+    from energy.application.clients import add_client, client_id_for
 
     global _TOKEN, _CLIENT_ID
     call_command("migrate", verbosity=0)

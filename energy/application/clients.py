@@ -21,7 +21,13 @@ from django.utils import timezone
 
 from energy.application.guard import database_guard
 from energy.domain.clients import (
-    ALL_SCOPES, READ, TOKEN_PREFIX, TOKEN_RANDOM_BYTES, Grant, check_name, is_token_shaped,
+    ALL_SCOPES,
+    READ,
+    TOKEN_PREFIX,
+    TOKEN_RANDOM_BYTES,
+    Grant,
+    check_name,
+    is_token_shaped,
 )
 from energy.domain.exceptions import ClientNameTaken, ClientNotFound, NotAClientOfTheApi
 from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Client
