@@ -43,21 +43,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _old_database(database):
-    """The benchmark's database, recreated and migrated to 0001 only."""
-    import os
-
+    """The benchmark's database, recreated next to the configured one and migrated to 0001 only."""
+    import psycopg
     from django.core.management import call_command
     from django.db import connection
+    from psycopg import sql
 
-    os.environ["ENERGYCTL_BENCH_DATABASE"] = connection.settings_dict["NAME"] + SUFFIX
     params = connection.get_connection_params()
     server = {k: params[k] for k in ("host", "port", "user", "password") if params.get(k)}
-    database._recreate(server, os.environ["ENERGYCTL_BENCH_DATABASE"], connection.settings_dict["NAME"])
+    name = connection.settings_dict["NAME"] + SUFFIX
+    with psycopg.connect(dbname=connection.settings_dict["NAME"], autocommit=True, **server) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     connection.close()
-    connection.settings_dict["NAME"] = os.environ["ENERGYCTL_BENCH_DATABASE"]
+    connection.settings_dict["NAME"] = name
     call_command("migrate", "energy", "0001", verbosity=0)
     connection.close()
-    return database.Target(name=connection.settings_dict["NAME"], server=server)
+    return database.Target(name=name, server=server)
 
 
 def _populate(target, rows: int, accounts: int) -> None:
