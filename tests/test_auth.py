@@ -290,3 +290,20 @@ def test_the_schema_declares_what_the_views_enforce(db):
         except InvalidRequest:
             valid = False
         assert ConsumeBody(data=case).is_valid() == valid, case
+
+
+def test_an_api_view_that_declares_no_scope_is_refused_outright(shop):
+    """The permission defaults fail closed: a new endpoint that forgets its scope answers 403."""
+    from rest_framework.response import Response
+    from rest_framework.test import APIRequestFactory
+    from rest_framework.views import APIView
+
+    class Forgetful(APIView):
+        def get(self, request):
+            return Response({"secret": True})
+
+    request = APIRequestFactory().get("/api/forgetful/", HTTP_AUTHORIZATION=f"Bearer {shop}")
+    response = Forgetful.as_view()(request)
+    assert response.status_code == 403 and response.data["error"] == "forbidden"
+    anonymous = Forgetful.as_view()(APIRequestFactory().get("/api/forgetful/"))
+    assert anonymous.status_code == 401

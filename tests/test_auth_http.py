@@ -7,6 +7,7 @@ logged in clear; a same-key storm from two clients applies once per client.
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
@@ -138,20 +139,28 @@ def test_no_token_is_stored_in_clear_in_any_table(server, accounts):
     assert (hash_token(tokens[2]),) in stored and (hash_token(tokens[0]),) not in stored
 
 
-def test_no_token_reaches_the_servers_logs_not_even_a_near_miss(server, accounts):
-    token = add_client(name="shop", accounts=None).token
-    near_miss = token[:-1] + ("A" if token[-1] != "A" else "B")
-    wrong = "ect_" + "Z" * 43
-    assert server.consume(token, {**BODY, "idempotency_key": "logged-1"})[0] == 201
-    assert_401(server.consume(near_miss, {**BODY, "idempotency_key": "logged-2"}))
-    assert_401(server.consume(wrong, {**BODY, "idempotency_key": "logged-3"}))
-    basic = __import__("base64").b64encode(f"{token}:".encode()).decode()
-    assert_401(server.request("POST", "/api/energy/consume/", BODY, {"Authorization": f"Basic {basic}"}))
-    assert_401(server.request("POST", f"/api/energy/consume/?token={token}", BODY))
-    time.sleep(0.5)  # let the access log lines reach the file
-    log = server.log.read_text(errors="replace")
+def test_no_token_reaches_the_servers_logs_not_even_a_near_miss(accounts, tmp_path):
+    # A server of its own in debug mode, where Django's request log is printed too.
+    with_debug = Server(test_database_url(), tmp_path / "debug.log", workers=1, ENERGYCTL_DEBUG="1",
+                        ENERGYCTL_LOG_LEVEL="DEBUG", ENERGYCTL_LOG_FORMAT="json")
+    try:
+        token = add_client(name="shop", accounts=None).token
+        near_miss = token[:-1] + ("A" if token[-1] != "A" else "B")
+        wrong = "ect_" + "Z" * 43
+        basic = base64.b64encode(f"{token}:".encode()).decode()
+        assert with_debug.consume(token, {**BODY, "idempotency_key": "logged-1"})[0] == 201
+        assert_401(with_debug.consume(near_miss, {**BODY, "idempotency_key": "logged-2"}))
+        assert_401(with_debug.consume(wrong, {**BODY, "idempotency_key": "logged-3"}))
+        assert_401(with_debug.request("POST", "/api/energy/consume/", BODY, {"Authorization": f"Basic {basic}"}))
+        assert_401(with_debug.request("POST", f"/api/energy/consume/?token={token}", BODY))
+        read = with_debug.request("GET", "/api/energy/accounts/1/", headers={"Authorization": f"Bearer {token}"})
+        assert read[0] == 200
+    finally:
+        with_debug.close()  # every log line is written once the server has stopped
+    log = with_debug.log.read_text(errors="replace")
     assert '"POST /api/energy/consume/ HTTP/1.1" 201' in log, log[-2000:]
     assert "logged-1" in log, "the application's consume log record is missing"
+    assert "Unauthorized: /api/energy/consume/" in log, "Django's request log is missing"
     for secret in (token, near_miss, wrong):
         assert secret[4:] not in log and secret[4:24] not in log
     assert basic not in log
