@@ -72,7 +72,9 @@ def add_client(*, name: str, accounts: list[int] | None, read_only: bool = False
             Client.objects.create(name=name, token_hash=hash_token(token), scopes=scopes, accounts=accounts)
     except IntegrityError:
         # The unique index on the name decides, also between two adds racing each other.
-        if Client.objects.filter(name=name).exists():
+        with database_guard():
+            taken = Client.objects.filter(name=name).exists()
+        if taken:
             raise ClientNameTaken(name) from None
         raise
     return IssuedToken(name, token, scopes, accounts)
