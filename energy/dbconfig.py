@@ -53,9 +53,10 @@ POOLER = os.environ.get("ENERGYCTL_DB_POOLER", "").strip().lower()
 if POOLER not in ("", "none", "transaction"):
     raise ImproperlyConfigured(f"ENERGYCTL_DB_POOLER must be 'transaction' or empty, not {POOLER!r}")
 BEHIND_POOLER = POOLER == "transaction"
-# Executions of one statement after which psycopg prepares it on the server. Django's own
-# queries bind client-side and never prepare; the consume path asks for it explicitly, so its
-# statements are parsed and planned once per connection instead of inside every row lock.
+# Executions of one statement after which psycopg prepares it on the server, so the consume
+# statement is parsed and planned once per connection instead of inside every row lock.
+# Needs server-side binding (Django's ``server_side_binding`` option, set below): client-side
+# binding, Django's default, never prepares.
 # Off behind a pooler unless set explicitly (PgBouncer >= 1.22 with max_prepared_statements > 0).
 PREPARE_THRESHOLD = os.environ.get("ENERGYCTL_PREPARE_THRESHOLD", "off" if BEHIND_POOLER else "5")
 
@@ -106,6 +107,7 @@ def _bound_postgres_waits(options: dict) -> None:
     # Every BEGIN names the level, so transactions are READ COMMITTED whatever the server's default.
     options.setdefault("isolation_level", IsolationLevel.READ_COMMITTED)
     options["prepare_threshold"] = None if PREPARE_THRESHOLD == "off" else int(PREPARE_THRESHOLD)
+    options.setdefault("server_side_binding", True)
     if BEHIND_POOLER:
         return  # PgBouncer refuses `options`; role settings carry them (energy.db.session)
     # libpq splits `options` at spaces; a space inside a value is escaped with a backslash.

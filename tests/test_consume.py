@@ -197,3 +197,48 @@ def test_consume_inside_a_callers_transaction_is_undone_with_it(account):
     assert balance() == 100
     assert not Consumption.objects.exists()
     assert consume(account_id=1, amount=30, idempotency_key="inner").status == "applied"
+
+
+def test_the_consume_statement_runs_through_djangos_cursor(account):
+    """Query wrappers (tracing, debug toolbars) and assertNumQueries see the one statement a consume sends."""
+    from django.test.utils import CaptureQueriesContext
+
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper), CaptureQueriesContext(connection) as captured:
+        consume(account_id=1, amount=30, idempotency_key="traced")
+    assert len(seen) == 1 and "INSERT INTO energy_consumption" in seen[0] and "FOR UPDATE" in seen[0]
+    assert len(captured) == 1, captured.captured_queries
+    assert "'traced'" in captured[0]["sql"]
+
+
+def test_the_consume_statement_is_prepared_on_the_server_after_a_few_runs(account):
+    """Server-side binding keeps psycopg's prepared statements on Django's cursor."""
+    for i in range(8):
+        consume(account_id=1, amount=1, idempotency_key=f"prepared-{i}")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("INSERT INTO energy_consumption" in sql for sql in prepared), prepared
+
+
+def test_the_orm_path_follows_the_same_rule_as_the_statement(account):
+    """The path other databases take, run here on PostgreSQL: every outcome, as the statement answers it."""
+    from energy.application.consume import _consume_with_orm
+    from energy.domain.requests import ConsumeRequest
+
+    def through_orm(account_id, amount, key):
+        try:
+            return _consume_with_orm(1, ConsumeRequest(account_id, amount, key)).status
+        except (AccountNotFound, InsufficientEnergy, IdempotencyKeyMismatch) as exc:
+            return exc.outcome
+
+    assert [through_orm(*request) for request in [
+        (1, 60, "a"), (1, 60, "a"), (1, 61, "a"), (1, 50, "b"), (2, 1, "c"), (1, 40, "d"), (1, 60, "a"),
+    ]] == ["applied", "replayed", "idempotency_key_mismatch", "insufficient_energy", "account_not_found",
+           "applied", "replayed"]
+    assert balance() == 0 and Consumption.objects.count() == 2

@@ -1,7 +1,7 @@
 """Hostile input, generated: every bad request is a contract error, never a 500, never a write.
 
-Three layers: the request rules alone, the use case (against a model of what it must
-answer), and the HTTP API end to end on real PostgreSQL.
+Three layers: the request rules alone, the use case (both of its paths against the domain's one
+rule), and the HTTP API end to end on real PostgreSQL.
 """
 
 import json
@@ -85,8 +85,21 @@ def test_a_bad_field_is_always_named(case):
     assert bad in caught.value.fields
 
 
+def _through_statement(account, amount, key):
+    return consume(account_id=account, amount=amount, idempotency_key=key).status
+
+
+def _through_orm(account, amount, key):
+    from energy.application.consume import _consume_with_orm
+    from energy.models import OPERATOR_CLIENT_ID
+
+    return _consume_with_orm(OPERATOR_CLIENT_ID, ConsumeRequest(account, amount, key)).status
+
+
 @pytest.mark.django_db(transaction=True)
-def test_use_case_answers_like_the_model_for_any_valid_request():
+@pytest.mark.parametrize("path", [_through_statement, _through_orm], ids=["sql-statement", "orm"])
+def test_use_case_answers_like_the_rule_for_any_valid_request(path):
+    """Both consume paths, on generated request sequences, against the one rule in energy.domain."""
     starting = {1: 1_000, 2: 5}
     Account.objects.bulk_create([Account(id=i, energy=e, opening_energy=e) for i, e in starting.items()])
     balances, applied, seen = dict(starting), {}, set()
@@ -100,7 +113,7 @@ def test_use_case_answers_like_the_model_for_any_valid_request():
         request = (account, amount, key)
         expected = _model_outcome(balances, applied, account, amount, key)
         try:
-            outcome = consume(account_id=account, amount=amount, idempotency_key=key).status
+            outcome = path(account, amount, key)
         except EnergyError as exc:
             outcome = exc.outcome
         assert outcome == expected, request
@@ -136,11 +149,17 @@ def test_use_case_answers_like_the_model_for_any_valid_request():
 
 
 def _model_outcome(balances, applied, account, amount, key):
-    if key in applied:
-        return "replayed" if applied[key] == (account, amount) else "idempotency_key_mismatch"
-    if account not in balances:
-        return "account_not_found"
-    return "insufficient_energy" if balances[account] < amount else "applied"
+    """What the domain rule decides, given the model's balances and applied keys."""
+    from energy.domain.decision import Apply, Record, Refuse, Replay, decide
+
+    earlier = Record(0, *applied[key], key, 0, None) if key in applied else None
+    match decide(ConsumeRequest(account, amount, key), earlier=earlier, balance=balances.get(account)):
+        case Apply():
+            return "applied"
+        case Replay():
+            return "replayed"
+        case Refuse(error=error):
+            return error.outcome
 
 
 @pytest.mark.django_db(transaction=True)

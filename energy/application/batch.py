@@ -1,16 +1,15 @@
 """Consume many requests at once, with the same outcome per request as one by one, in order.
 
 Requests go in chunks, one transaction per chunk:
-1. lock every account the chunk touches, in id order (``select_for_update()``), so concurrent
-   chunks and single consumes queue instead of deadlocking;
-2. read the earlier records of the chunk's keys;
-3. decide every request in Python, in order, exactly as ``consume`` would: a known key is a
-   replay or a mismatch (including keys applied earlier in the same chunk), then a missing
-   account, then a balance too low for the amount, else the request is applied;
+1. read the stored records of the chunk's keys (a record, once committed, never changes);
+2. lock the accounts of the requests whose keys are new, in id order, so concurrent chunks
+   and single consumes queue instead of deadlocking; a chunk of replays locks nothing;
+3. decide every request in order with the one rule (``energy.domain.decision.plan``), each
+   seeing what those before it applied;
 4. insert the applied records in one statement (``ON CONFLICT DO NOTHING`` on the key's
    UNIQUE constraint, keys in one global order) and deduct once per account (``energy =
    energy - spent``).
-If a key turns out to have been applied by someone else after step 2, the decisions are
+If a key turns out to have been recorded by someone else after step 1, the decisions are
 stale: the chunk is rolled back and decided again.
 """
 
@@ -18,25 +17,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from typing import Sequence
 
 from django.db import connection, transaction
-from psycopg.types.numeric import Int8
 
-from energy.application.consume import (
-    APPLIED,
-    RECORD_FIELDS,
-    ConsumeResult,
-    consume,
-    lock_balances,
-    prepared,
-    replay,
-)
+from energy.application import statements
+from energy.application.consume import ConsumeResult, consume
 from energy.application.guard import database_guard
-from energy.domain.exceptions import AccountNotFound, EnergyError, InsufficientEnergy, Unavailable
+from energy.domain.decision import Apply, Decision, Pending, Record, Refuse, Replay, plan
+from energy.domain.exceptions import EnergyError, Unavailable
 from energy.domain.requests import ConsumeRequest
-from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, OPERATOR_CLIENT_ID, Account, Consumption
+from energy.models import OPERATOR_CLIENT_ID
 
 log = logging.getLogger("energy.consume")
 
@@ -46,25 +37,6 @@ CHUNK_SIZE = 500
 # A chunk whose keys keep being taken by concurrent writers is decided again this often,
 # then its requests are answered one by one.
 MAX_ATTEMPTS = 5
-
-_CONSUMPTION = Consumption._meta.db_table
-_ACCOUNT = Account._meta.db_table
-_FIELDS = ", ".join(RECORD_FIELDS)
-_EARLIER = f"SELECT {_FIELDS} FROM {_CONSUMPTION} WHERE client_id = %s AND idempotency_key = ANY(%s)"  # noqa: S608 - names from the models
-_INSERT = f"""
-INSERT INTO {_CONSUMPTION} (client_id, account_id, amount, idempotency_key, balance_after, created_at)
-SELECT %s, account_id, amount, idempotency_key, balance_after, now()
-FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[])
-     WITH ORDINALITY AS planned(account_id, amount, idempotency_key, balance_after, position)
-ORDER BY position
-ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
-RETURNING {_FIELDS}
-"""  # noqa: S608 - names from the models and constants
-_DEDUCT = f"""
-UPDATE {_ACCOUNT} SET energy = energy - spent.amount
-FROM unnest(%s::bigint[], %s::bigint[]) AS spent(account_id, amount)
-WHERE {_ACCOUNT}.id = spent.account_id
-"""  # noqa: S608 - names from the models
 
 Outcome = ConsumeResult | EnergyError
 
@@ -113,70 +85,57 @@ def _chunk(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[Outcome]:
     return [_one(client_id, request) for request in chunk]
 
 
-@dataclass
-class _Planned:
-    position: int
-    request: ConsumeRequest
-    balance_after: int
-    record: tuple | None = None
-
-
 def _decide_and_apply(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[Outcome]:
-    balances = lock_balances([r.account_id for r in chunk])
-    known: dict[str, tuple | _Planned] = {
-        row[3]: row for row in prepared(_EARLIER, [Int8(client_id), list({r.idempotency_key for r in chunk})])
+    int8 = statements.int8
+    statements.execute(statements.CUSTOM_PLANS)
+    stored = {
+        record.idempotency_key: record
+        for record in statements.fetch(statements.EARLIER_RECORDS, {
+            "client_id": int8(client_id), "keys": list({r.idempotency_key for r in chunk}),
+        }, Record)
     }
-    decisions: list[tuple | _Planned | EnergyError] = []
-    for position, request in enumerate(chunk):
-        earlier = known.get(request.idempotency_key)
-        if earlier is not None:
-            decisions.append(earlier)
-        elif request.account_id not in balances:
-            decisions.append(AccountNotFound(request.account_id))
-        elif balances[request.account_id] < request.amount:
-            decisions.append(InsufficientEnergy(request.account_id, balances[request.account_id], request.amount))
-        else:
-            balances[request.account_id] -= request.amount
-            planned = _Planned(position, request, balances[request.account_id])
-            known[request.idempotency_key] = planned
-            decisions.append(planned)
-    _apply(client_id, [d for position, d in enumerate(decisions) if isinstance(d, _Planned) and d.position == position])
-    pairs = enumerate(zip(decisions, chunk, strict=True))
-    return [_outcome(position, decision, request) for position, (decision, request) in pairs]
+    new_keys_accounts = sorted({r.account_id for r in chunk if r.idempotency_key not in stored})
+    balances = dict(statements.fetch(statements.LOCK_ACCOUNTS, {
+        "account_ids": [int8(a) for a in new_keys_accounts],
+    }, statements.Balance)) if new_keys_accounts else {}
+    decisions = plan(chunk, stored=stored, balances=balances)
+    applied = _apply(client_id, [(r, d) for r, d in zip(chunk, decisions) if isinstance(d, Apply)])
+    return [_outcome(request, decision, applied) for request, decision in zip(chunk, decisions)]
 
 
-def _apply(client_id: int, planned: list[_Planned]) -> None:
-    if not planned:
-        return
+def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply]]) -> dict[str, Record]:
+    """Insert the records and deduct the amounts; the new records by key."""
+    if not applying:
+        return {}
+    int8 = statements.int8
     # One global key order for every writer, so two chunks inserting overlapping keys wait
     # for each other in one direction only and never deadlock.
-    planned = sorted(planned, key=lambda p: p.request.idempotency_key)
-    records = prepared(_INSERT, [
-        Int8(client_id),
-        [Int8(p.request.account_id) for p in planned],
-        [Int8(p.request.amount) for p in planned],
-        [p.request.idempotency_key for p in planned],
-        [Int8(p.balance_after) for p in planned],
-    ])
-    if len(records) != len(planned):
+    applying.sort(key=lambda item: item[0].idempotency_key)
+    records = statements.fetch(statements.INSERT_RECORDS, {
+        "client_id": int8(client_id),
+        "account_ids": [int8(r.account_id) for r, _ in applying],
+        "amounts": [int8(r.amount) for r, _ in applying],
+        "keys": [r.idempotency_key for r, _ in applying],
+        "balances_after": [int8(d.balance_after) for _, d in applying],
+    }, Record)
+    if len(records) != len(applying):
         raise _KeyTaken()
-    by_key = {record[3]: record for record in records}
-    for p in planned:
-        p.record = by_key[p.request.idempotency_key]
     spent: Counter = Counter()
-    for p in planned:
-        spent[p.request.account_id] += p.request.amount
-    prepared(_DEDUCT, [[Int8(a) for a in spent], [Int8(s) for s in spent.values()]])
+    for request, _ in applying:
+        spent[request.account_id] += request.amount
+    statements.execute(statements.DEDUCT, {
+        "account_ids": [int8(a) for a in spent], "amounts": [int8(s) for s in spent.values()],
+    })
+    return {record.idempotency_key: record for record in records}
 
 
-def _outcome(position: int, decision, request: ConsumeRequest) -> Outcome:
-    if isinstance(decision, EnergyError):
-        return decision
-    if isinstance(decision, _Planned):
-        if decision.position == position:
-            return ConsumeResult.from_record(decision.record, APPLIED)
-        decision = decision.record
-    try:
-        return replay(decision, request.account_id, request.amount)
-    except EnergyError as exc:
-        return exc
+def _outcome(request: ConsumeRequest, decision: Decision, applied: dict[str, Record]) -> Outcome:
+    match decision:
+        case Apply():
+            return ConsumeResult.applied(applied[request.idempotency_key])
+        case Replay(earlier=Pending()):
+            return ConsumeResult.replayed(applied[request.idempotency_key])
+        case Replay(earlier=record):
+            return ConsumeResult.replayed(record)
+        case Refuse(error=error):
+            return error

@@ -2,26 +2,24 @@
 
 Four protections work together, each against its own failure:
 - atomicity: lock, check, insert and update commit or roll back together;
-- a row lock (``select_for_update()``): concurrent consumes of one account queue on it;
+- a row lock (``FOR UPDATE``, ``select_for_update()``): concurrent consumes of one account
+  queue on it;
 - the UNIQUE constraint on the key: the database refuses to apply a key twice;
 - a deduction computed by the database (``energy = energy - amount``, what ``F()`` writes),
   never written back from a value Python read earlier.
 
-On PostgreSQL all four live in one statement built around the ORM's ``select_for_update()``
-query: it locks the row, checks the balance, inserts the record with ``ON CONFLICT DO
-NOTHING`` on the key's UNIQUE constraint and deducts. PostgreSQL runs a statement as one
-transaction, so atomicity needs no BEGIN and COMMIT round trips, and the row lock is held
-only while the server works: on a hot account that time is the whole throughput. A replay
-needs no exception, rollback or savepoint; the lookup of the earlier record in the
-statement runs only when the insert did nothing, so the happy path pays nothing for
-idempotency. The statement is prepared on the server once per connection. Inside a
-caller's transaction it simply joins it. Other databases (SQLite) take the same steps
-through the plain ORM inside ``transaction.atomic()``.
+What to do with a request is decided by the one rule, ``energy.domain.decision.decide``. On
+PostgreSQL one statement (``statements.CONSUME``) applies it inside the server, where the
+row lock is held only while the server works: on a hot account that time is the whole
+throughput. PostgreSQL runs a statement as one transaction, so atomicity needs no BEGIN and
+COMMIT round trips; inside a caller's transaction the statement simply joins it. When the
+statement applied nothing, the rule itself turns the facts it returned (the balance, the
+earlier record) into the answer. Other databases (SQLite) read the facts through the ORM
+inside ``transaction.atomic()`` and follow the rule step by step.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -29,24 +27,18 @@ from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
-from psycopg import Cursor
-from psycopg.types.numeric import Int8
 
+from energy.application import statements
 from energy.application.guard import database_guard
-from energy.domain.exceptions import (
-    AccountNotFound,
-    EnergyError,
-    IdempotencyKeyMismatch,
-    InsufficientEnergy,
-)
+from energy.domain.decision import Apply, Record, Refuse, Replay, decide
+from energy.domain.exceptions import EnergyError
+from energy.domain.requests import ConsumeRequest
 from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, OPERATOR_CLIENT_ID, Account, Consumption
 
 log = logging.getLogger("energy.consume")
 
 APPLIED = "applied"
 REPLAYED = "replayed"
-# Columns of a consumption, in the order every statement here returns them.
-RECORD_FIELDS = ("id", "account_id", "amount", "idempotency_key", "balance_after", "created_at")
 
 
 @dataclass(frozen=True)
@@ -76,8 +68,14 @@ class ConsumeResult:
         return self.status
 
     @classmethod
-    def from_record(cls, record: tuple, status: str) -> "ConsumeResult":
-        return cls(status, *record)
+    def applied(cls, record: Record) -> "ConsumeResult":
+        return cls(APPLIED, record.consumption_id, record.account_id, record.amount, record.idempotency_key,
+                   record.balance_after, record.created_at)
+
+    @classmethod
+    def replayed(cls, record: Record) -> "ConsumeResult":
+        return cls(REPLAYED, record.consumption_id, record.account_id, record.amount, record.idempotency_key,
+                   record.balance_after, record.created_at)
 
 
 def consume(
@@ -89,9 +87,13 @@ def consume(
     """
     started = time.perf_counter()
     outcome = "error"
+    request = ConsumeRequest(account_id, amount, idempotency_key)
     try:
         with database_guard():
-            result = _consume(client_id, account_id, amount, idempotency_key)
+            if connection.vendor == "postgresql":
+                result = _consume_in_one_statement(client_id, request)
+            else:
+                result = _consume_with_orm(client_id, request)
         outcome = result.status
         return result
     except EnergyError as exc:
@@ -113,137 +115,73 @@ def consume(
             )
 
 
-def _consume(client_id: int, account_id: int, amount: int, key: str) -> ConsumeResult:
-    if connection.vendor != "postgresql":
-        return _consume_portable(client_id, account_id, amount, key)
-    # One statement is one transaction: PostgreSQL applies all of it or none of it, and
-    # releases the row lock the moment it commits, without waiting for this process.
-    rows = prepared(
-        _consume_sql(),
-        {"client_id": Int8(client_id), "account_id": Int8(account_id), "amount": Int8(amount), "key": key},
-    )
-    found = {row[0]: row[1:] for row in rows}
-    if "applied" in found:
-        return ConsumeResult.from_record(found["applied"], APPLIED)
-    # Refused, or the key was used before: nothing was written, and a retry of a request
-    # applied earlier must get the original answer whatever the balance is now. The
-    # earlier record is missing from the statement's snapshot when it was committed while
-    # the statement waited for the lock; then it is looked up afresh.
-    earlier = found.get("earlier") or earlier_record(client_id, key)
-    if earlier is not None:
-        return replay(earlier, account_id, amount)
-    if "locked" not in found:
-        raise AccountNotFound(account_id)
-    balance = found["locked"][4]
-    raise InsufficientEnergy(account_id, balance, amount)
+def _consume_in_one_statement(client_id: int, request: ConsumeRequest) -> ConsumeResult:
+    int8 = statements.int8
+    (row,) = statements.fetch(statements.CONSUME, {
+        "client_id": int8(client_id), "account_id": int8(request.account_id), "amount": int8(request.amount),
+        "key": request.idempotency_key,
+    }, statements.ConsumeRow)
+    if row.applied:
+        return ConsumeResult.applied(row.record())
+    # Nothing was written. An earlier record committed while the statement waited for the
+    # row lock is missing from the statement's snapshot: then it is looked up afresh.
+    earlier = row.record() or earlier_record(client_id, request.idempotency_key)
+    return answer(decide(request, earlier=earlier, balance=row.balance))
 
 
-@functools.cache
-def _consume_sql() -> str:
-    """Lock, check, record and deduct in one statement, built around the ORM's locking query.
-
-    Rows out: ("locked", ..., balance) when the account exists; ("applied", record) when
-    the request was applied; ("earlier", record) when the key was already used. Compiled
-    on first use (select_for_update() compiles only inside a transaction), then reused.
-    """
-    with transaction.atomic():  # compiles only; no statement is sent
-        lock = _locking_queryset().filter(pk=0).query.sql_with_params()[0]
-    if lock.count("%s") != 1:  # pragma: no cover - a Django upgrade changed the SQL
-        raise RuntimeError(f"unexpected locking SQL: {lock}")
-    return _CONSUME_TEMPLATE.replace("{lock}", lock.replace("%s", "%(account_id)s"))
+def answer(decision) -> ConsumeResult:
+    """The result of a decision that changed nothing: a replay's, or the refusal raised."""
+    match decision:
+        case Replay(earlier=Record() as record):
+            return ConsumeResult.replayed(record)
+        case Refuse(error=error):
+            raise error
+    # The statement refused what the rule would apply: they disagree, and a test should say so.
+    raise RuntimeError(f"the consume statement did not carry out {decision!r}")
 
 
-def lock_balances(account_ids: list[int]) -> dict[int, int]:
-    """Lock the accounts' rows (in id order, so two lockers never deadlock); their balances by id."""
-    rows = prepared(_lock_many_sql(), [[Int8(i) for i in sorted(set(account_ids))]])
-    return dict(rows)
-
-
-def _locking_queryset():
-    return Account.objects.select_for_update().order_by("id").values_list("id", "energy")
-
-
-@functools.cache
-def _lock_many_sql() -> str:
-    sql = _locking_queryset().filter(pk__in=[0]).query.sql_with_params()[0]
-    if sql.count("IN (%s)") != 1:  # pragma: no cover - a Django upgrade changed the SQL
-        raise RuntimeError(f"unexpected locking SQL: {sql}")
-    return sql.replace("IN (%s)", "= ANY(%s)")
-
-
-def prepared(sql: str, params) -> list[tuple]:
-    """Run ``sql`` as a server-side prepared statement on Django's connection, in its transaction."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall() if cursor.description is not None else []
-
-
-_CONSUME_TEMPLATE = f"""
-WITH locked AS ({{lock}}),
-recorded AS (
-    INSERT INTO {Consumption._meta.db_table}
-        (client_id, account_id, amount, idempotency_key, balance_after, created_at)
-    SELECT %(client_id)s, id, %(amount)s, %(key)s, energy - %(amount)s, now() FROM locked
-    WHERE energy >= %(amount)s
-    ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
-    RETURNING {", ".join(RECORD_FIELDS)}
-), deducted AS (
-    UPDATE {Account._meta.db_table} SET energy = energy - %(amount)s
-    WHERE id = %(account_id)s AND EXISTS (SELECT FROM recorded)
-)
-SELECT 'locked', NULL::bigint, id, NULL::bigint, NULL, energy, NULL::timestamptz FROM locked
-UNION ALL
-SELECT 'applied', {", ".join(RECORD_FIELDS)} FROM recorded
-UNION ALL
-SELECT 'earlier', {", ".join(RECORD_FIELDS)} FROM {Consumption._meta.db_table}
-WHERE client_id = %(client_id)s AND idempotency_key = %(key)s AND NOT EXISTS (SELECT FROM recorded)
-"""  # noqa: S608 - names from the models and constants
-
-
-def earlier_record(client_id: int, key: str) -> tuple | None:
+def earlier_record(client_id: int, key: str) -> Record | None:
     """The record of ``key`` in ``client_id``'s key space, if the client applied it before."""
-    return (
-        Consumption.objects.filter(client_id=client_id, idempotency_key=key).values_list(*RECORD_FIELDS).first()
+    values = (
+        Consumption.objects.filter(client_id=client_id, idempotency_key=key)
+        .values_list("id", "account_id", "amount", "idempotency_key", "balance_after", "created_at")
+        .first()
     )
+    return None if values is None else Record(*values)
 
 
-def replay(earlier: tuple, account_id: int, amount: int) -> ConsumeResult:
-    result = ConsumeResult.from_record(earlier, REPLAYED)
-    if result.account_id != account_id or result.amount != amount:
-        raise IdempotencyKeyMismatch(result.idempotency_key)
-    return result
-
-
-def _consume_portable(client_id: int, account_id: int, amount: int, key: str) -> ConsumeResult:
-    """The same protections through the plain ORM, for databases without data-modifying CTEs (SQLite)."""
+def _consume_with_orm(client_id: int, request: ConsumeRequest) -> ConsumeResult:
+    """The same rule through the plain ORM, for databases without data-modifying CTEs (SQLite)."""
     try:
         with transaction.atomic():
             balance = (
-                Account.objects.select_for_update().filter(pk=account_id).values_list("energy", flat=True).first()
+                Account.objects.select_for_update()
+                .filter(pk=request.account_id)
+                .values_list("energy", flat=True)
+                .first()
             )
-            if balance is None:
-                raise AccountNotFound(account_id)
-            if balance < amount:
-                raise InsufficientEnergy(account_id, balance, amount)
-            record = Consumption.objects.create(
-                client_id=client_id, account_id=account_id, amount=amount, idempotency_key=key,
-                balance_after=balance - amount,
-            )
-            Account.objects.filter(pk=account_id).update(energy=F("energy") - amount)
-        return ConsumeResult.from_record(tuple(getattr(record, f) for f in RECORD_FIELDS), APPLIED)
+            decision = decide(request, earlier=earlier_record(client_id, request.idempotency_key), balance=balance)
+            if isinstance(decision, Apply):
+                return ConsumeResult.applied(_apply(client_id, request, decision))
     except IntegrityError as exc:
         if not _is_key_conflict(exc):
             raise
-        earlier = earlier_record(client_id, key)
-        if earlier is None:  # pragma: no cover - the conflicting row was deleted meanwhile
+        # A concurrent writer recorded the key after it was looked up: decide again with it.
+        earlier = earlier_record(client_id, request.idempotency_key)
+        if earlier is None:  # pragma: no cover - the conflicting record was deleted meanwhile
             raise
-        return replay(earlier, account_id, amount)
-    except (AccountNotFound, InsufficientEnergy):
-        earlier = earlier_record(client_id, key)
-        if earlier is None:
-            raise
-        return replay(earlier, account_id, amount)
+        decision = decide(request, earlier=earlier, balance=None)
+    return answer(decision)
+
+
+def _apply(client_id: int, request: ConsumeRequest, decision: Apply) -> Record:
+    record = Consumption.objects.create(
+        client_id=client_id, account_id=request.account_id, amount=request.amount,
+        idempotency_key=request.idempotency_key, balance_after=decision.balance_after,
+    )
+    Account.objects.filter(pk=request.account_id).update(energy=F("energy") - request.amount)
+    return Record(record.id, request.account_id, request.amount, request.idempotency_key,
+                  decision.balance_after, record.created_at)
 
 
 def _is_key_conflict(exc: IntegrityError) -> bool:
