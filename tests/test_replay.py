@@ -192,3 +192,37 @@ def test_ctrl_c_on_a_real_process_stops_cleanly_and_the_rerun_applies_each_key_o
     assert rerun.returncode == 0, rerun.stderr
     assert (json.loads(rerun.stdout)["replayed"], json.loads(rerun.stdout)["applied"]) == (30, 30)
     assert Consumption.objects.count() == 60 and (balance(1), balance(2), balance(3)) == (80, 80, 80)
+
+
+def test_the_command_line_and_the_use_case_share_one_retry_budget_default():
+    from energy.application.replay import RETRY_FOR_S
+    from energy.presenters.replay import DEFAULT_RETRY_FOR_S
+
+    assert DEFAULT_RETRY_FOR_S == RETRY_FOR_S
+
+
+def test_replay_keys_takes_the_same_retry_budget(accounts, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    path = tmp_path / "requests.jsonl"
+    path.write_text(line(1, 5, "m1") + "\n")
+    out = StringIO()
+    call_command("replay_keys", str(path), "--json", "--retry-for", "0", stdout=out)
+    assert json.loads(out.getvalue())["applied"] == 1
+
+
+def test_a_lock_held_past_the_budget_stops_the_replay_and_counts_the_rest_unavailable(accounts):
+    """In-process, on a real held row lock: waits are reported, then the budget runs out."""
+    from tests.workers import row_lock_held
+
+    waits = []
+    lines = [line(1, 1, f"held-{i}") for i in range(3)] + ["[]"] + [line(2, 1, f"after-{i}") for i in range(3)]
+    with row_lock_held(account_id=1):
+        summary = replay(lines, chunk_size=3, retry_for=0.5, on_waiting=waits.append)
+
+    assert summary.stopped
+    assert (summary.counts["unavailable"], summary.counts["invalid_request"], summary.counts["applied"]) == (6, 1, 0)
+    assert waits and waits[0].first and "lock" in waits[0].reason
+    assert balance(1) == 100 and balance(2) == 100

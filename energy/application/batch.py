@@ -99,8 +99,8 @@ def _decide_and_apply(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[O
         "account_ids": [int8(a) for a in new_keys_accounts],
     }, statements.Balance)) if new_keys_accounts else {}
     decisions = plan(chunk, stored=stored, balances=balances)
-    applied = _apply(client_id, [(r, d) for r, d in zip(chunk, decisions) if isinstance(d, Apply)])
-    return [_outcome(request, decision, applied) for request, decision in zip(chunk, decisions)]
+    applied = _apply(client_id, [(r, d) for r, d in zip(chunk, decisions, strict=True) if isinstance(d, Apply)])
+    return [_outcome(request, decision, applied) for request, decision in zip(chunk, decisions, strict=True)]
 
 
 def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply]]) -> dict[str, Record]:

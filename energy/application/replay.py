@@ -5,17 +5,24 @@ flat however long the stream is. A line that is not JSON, or breaks an input rul
 ``invalid_request`` under its line number and never stops the run. Because every request
 carries its idempotency key, an interrupted replay can simply be run again: what was applied
 the first time comes back ``replayed``, and nothing is applied twice.
+
+A chunk that meets an unavailable database (a restart, a terminated connection, a lock
+timeout) is tried again with capped exponential backoff and jitter, for up to ``retry_for``
+seconds of one outage. Past that the replay stops sending: every line not applied is counted
+``unavailable`` (the rest of the stream is still read, so that the counts add up to the
+file), and the summary says the run ``stopped``.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from energy.application.batch import consume_many
-from energy.domain.exceptions import EnergyError, InvalidRequest
+from energy.domain.exceptions import EnergyError, InvalidRequest, Unavailable
 from energy.domain.requests import ConsumeRequest
 from energy.models import OPERATOR_CLIENT_ID
 
@@ -32,6 +39,13 @@ SUCCESSFUL = frozenset({"applied", "replayed"})
 # Requests per consume_many call: large enough to amortise round trips, small enough that
 # an interruption loses little work and one slow chunk does not stall progress reports.
 CHUNK_SIZE = 500
+# Seconds one outage may last before the replay stops and asks to be run again: longer than
+# a server restart or a failover, short enough that a dead server is reported soon.
+RETRY_FOR_S = 30.0
+# Backoff between attempts at an unavailable chunk: doubling from the first delay up to the
+# cap, each delay drawn between half and all of it, so that many replays do not retry in step.
+FIRST_DELAY_S = 0.2
+MAX_DELAY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,10 +57,23 @@ class LineFailure:
     detail: str
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """The database is unavailable; the chunk is tried again after ``delay`` seconds."""
+
+    reason: str
+    delay: float
+    seconds_left: float
+    first: bool  # the first wait of this outage
+
+
 @dataclass
 class ReplaySummary:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     seconds: float = 0.0
+    # The database stayed unavailable past the retry budget: the lines from then on were not
+    # sent, and are counted as unavailable.
+    stopped: bool = False
 
     @property
     def total(self) -> int:
@@ -76,31 +103,41 @@ def replay(
     on_progress: Callable[[ReplaySummary], None] | None = None,
     on_failure: Callable[[LineFailure], None] | None = None,
     client_id: int = OPERATOR_CLIENT_ID,
+    retry_for: float = RETRY_FOR_S,
+    on_waiting: Callable[[Waiting], None] | None = None,
 ) -> ReplaySummary:
     """Apply every request in ``lines`` in ``client_id``'s key space (default: the operator's).
 
-    ``lines`` holds JSON objects, one per line; blank lines are skipped.
+    ``lines`` holds JSON objects, one per line; blank lines are skipped. An unavailable
+    database is waited for up to ``retry_for`` seconds per outage (0: not at all).
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
+    if retry_for < 0:
+        raise ValueError("retry_for must not be negative")
     summary = ReplaySummary()
     started = time.perf_counter()
+    sender = _Sender(summary, on_failure, client_id, retry_for, on_waiting)
     pending: list[tuple[int, ConsumeRequest]] = []
     try:
         for number, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
             try:
-                pending.append((number, _parse(raw)))
+                request = _parse(raw)
             except InvalidRequest as exc:
                 _count(summary, number, exc, on_failure)
                 continue
+            if summary.stopped:
+                _count(summary, number, sender.gave_up, on_failure)
+                continue
+            pending.append((number, request))
             if len(pending) >= chunk_size:
-                _apply(pending, summary, on_failure, client_id)
+                sender.send(pending)
                 pending = []
                 _report(summary, started, on_progress)
         if pending:
-            _apply(pending, summary, on_failure, client_id)
+            sender.send(pending)
         _report(summary, started, on_progress)
     except KeyboardInterrupt:
         summary.seconds = time.perf_counter() - started
@@ -116,15 +153,60 @@ def _parse(raw: bytes | str) -> ConsumeRequest:
     return ConsumeRequest.from_json(data)
 
 
-def _apply(pending, summary: ReplaySummary, on_failure, client_id: int) -> None:
-    outcomes = consume_many([request for _, request in pending], client_id=client_id)
-    if len(outcomes) != len(pending):
-        raise RuntimeError(f"consume_many answered {len(outcomes)} outcomes for {len(pending)} requests")
-    for (number, _), outcome in zip(pending, outcomes, strict=True):
-        if isinstance(outcome, EnergyError):
-            _count(summary, number, outcome, on_failure)
-        else:
-            summary.counts[outcome.status] += 1
+class _Sender:
+    """Sends chunks through ``consume_many``, waiting out an unavailable database within the budget."""
+
+    def __init__(self, summary: ReplaySummary, on_failure, client_id: int, retry_for: float, on_waiting):
+        self.summary, self.on_failure, self.client_id = summary, on_failure, client_id
+        self.retry_for, self.on_waiting = retry_for, on_waiting
+        self.gave_up: Unavailable | None = None
+        self._random = random.Random()
+
+    def send(self, pending: list[tuple[int, ConsumeRequest]]) -> None:
+        outage_started = None
+        attempt = 0
+        while pending:
+            unavailable = self._send_once(pending)
+            if not unavailable:
+                return
+            now = time.monotonic()
+            outage_started = outage_started or now
+            seconds_left = self.retry_for - (now - outage_started)
+            error = unavailable[0][2]
+            if seconds_left <= 0:
+                self._stop(unavailable, error)
+                return
+            delay = min(seconds_left, self._delay(attempt))
+            if self.on_waiting is not None:
+                self.on_waiting(Waiting(error.reason, delay, seconds_left, first=attempt == 0))
+            time.sleep(delay)  # a Ctrl-C here ends the replay like anywhere else
+            attempt += 1
+            pending = [(number, request) for number, request, _ in unavailable]
+
+    def _send_once(self, pending) -> list[tuple[int, ConsumeRequest, Unavailable]]:
+        """Count every outcome but unavailable ones, which are returned to be tried again."""
+        outcomes = consume_many([request for _, request in pending], client_id=self.client_id)
+        if len(outcomes) != len(pending):
+            raise RuntimeError(f"consume_many answered {len(outcomes)} outcomes for {len(pending)} requests")
+        unavailable = []
+        for (number, request), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, Unavailable):
+                unavailable.append((number, request, outcome))
+            elif isinstance(outcome, EnergyError):
+                _count(self.summary, number, outcome, self.on_failure)
+            else:
+                self.summary.counts[outcome.status] += 1
+        return unavailable
+
+    def _stop(self, unavailable, error: Unavailable) -> None:
+        self.summary.stopped = True
+        self.gave_up = error
+        for number, _, outcome in unavailable:
+            _count(self.summary, number, outcome, self.on_failure)
+
+    def _delay(self, attempt: int) -> float:
+        ceiling = min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** min(attempt, 16))
+        return self._random.uniform(ceiling / 2, ceiling)
 
 
 def _count(summary: ReplaySummary, number: int, exc: EnergyError, on_failure) -> None:

@@ -7,16 +7,26 @@ from contextlib import contextmanager, nullcontext
 from typing import BinaryIO
 
 from energy.domain.exceptions import EnergyError, InvalidRequest
-from energy.presenters.output import EXIT_INTERRUPTED, EXIT_REPLAY_INCOMPLETE, OUTCOME_STYLE, Output, escape
+from energy.presenters.output import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_REPLAY_INCOMPLETE,
+    OUTCOME_STYLE,
+    Output,
+    escape,
+)
 from energy.schema import ensure_schema
 
 DEFAULT_CHUNK = 500
 DEFAULT_SHOWN_FAILURES = 20
+# The same as energy.application.replay.RETRY_FOR_S, without importing Django for --help.
+DEFAULT_RETRY_FOR_S = 30.0
+WAITING = "waiting for the database"
 
 
 def run_replay(out: Output, file: str, *, chunk_size: int = DEFAULT_CHUNK,
                show_failures: int = DEFAULT_SHOWN_FAILURES, stdin: BinaryIO | None = None,
-               client: str | None = None) -> int:
+               client: str | None = None, retry_for: float = DEFAULT_RETRY_FOR_S) -> int:
     try:
         stream, size = _open(file, stdin)
     except InvalidRequest as exc:
@@ -28,7 +38,8 @@ def run_replay(out: Output, file: str, *, chunk_size: int = DEFAULT_CHUNK,
             from energy.application.clients import client_id_for
 
             client_id = client_id_for(client)
-            summary, interrupted = _replay(out, _CountingLines(source), size, chunk_size, failures, client_id)
+            summary, interrupted = _replay(out, _CountingLines(source), size, chunk_size, failures, client_id,
+                                           retry_for)
     except EnergyError as exc:
         return out.fail(exc)
     _show_summary(out, summary, failures)
@@ -38,6 +49,13 @@ def run_replay(out: Output, file: str, *, chunk_size: int = DEFAULT_CHUNK,
             "lines already applied will be replayed, never applied twice."
         )
         return EXIT_INTERRUPTED
+    if summary.stopped:
+        out.note(
+            f"The database stayed unavailable for {retry_for:g} s, so the replay stopped: "
+            f"{summary.counts['unavailable']} lines were not applied. Run the same command again to continue; "
+            "lines already applied will be replayed, never applied twice."
+        )
+        return EXIT_CODES["unavailable"]
     return 0 if summary.ok else EXIT_REPLAY_INCOMPLETE
 
 
@@ -54,33 +72,48 @@ def _open(file: str, stdin: BinaryIO | None):
     return stream, os.fstat(stream.fileno()).st_size
 
 
-def _replay(out: Output, lines: "_CountingLines", size: int | None, chunk_size: int, failures, client_id: int):
+def _replay(out: Output, lines: "_CountingLines", size: int | None, chunk_size: int, failures, client_id: int,
+            retry_for: float):
     """Run the replay use case; returns its summary and whether it was interrupted."""
     from energy.application.replay import ReplayInterrupted, replay
 
+    options = dict(chunk_size=chunk_size, on_failure=failures.add, client_id=client_id, retry_for=retry_for)
     try:
         if not out.err.is_terminal:
-            return replay(lines, chunk_size=chunk_size, on_failure=failures.add, client_id=client_id), False
-        with _progress_bar(out, lines, size) as advance:
-            return replay(lines, chunk_size=chunk_size, on_progress=advance, on_failure=failures.add,
-                          client_id=client_id), False
+            return replay(lines, on_waiting=_note_waiting(out), **options), False
+        with _progress_bar(out, lines, size) as (advance, waiting):
+            return replay(lines, on_progress=advance, on_waiting=waiting, **options), False
     except ReplayInterrupted as stopped:
         return stopped.summary, True
+
+
+def _note_waiting(out: Output):
+    """Without a progress line, say once per outage that the replay waits, and why."""
+
+    def waiting(wait) -> None:
+        if wait.first:
+            out.note(f"{WAITING} ({escape(wait.reason)}); retrying for up to {wait.seconds_left:.0f} s")
+
+    return waiting
 
 
 @contextmanager
 def _progress_bar(out: Output, lines: "_CountingLines", size: int | None):
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = [TextColumn("replay"), BarColumn(), TextColumn("{task.fields[lines]} lines")]
+    columns = [TextColumn("{task.fields[status]}"), BarColumn(), TextColumn("{task.fields[lines]} lines")]
     columns += [DownloadColumn(), TimeRemainingColumn()] if size else [TimeElapsedColumn()]
     with Progress(*columns, console=out.err, transient=True) as progress:
-        task = progress.add_task("replay", total=size or None, lines=0)
+        task = progress.add_task("replay", total=size or None, lines=0, status="replay")
 
         def advance(summary) -> None:
-            progress.update(task, completed=lines.bytes_read, lines=summary.total)
+            progress.update(task, completed=lines.bytes_read, lines=summary.total, status="replay")
 
-        yield advance
+        def waiting(wait) -> None:
+            progress.update(task, status=f"[yellow]{WAITING}[/] (retry in {wait.delay:.1f} s, "
+                                         f"{wait.seconds_left:.0f} s left)")
+
+        yield advance, waiting
 
 
 def _show_summary(out: Output, summary, failures: "_FailureReport") -> None:

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from energy.management.commands._adapter import finish, output_for
-from energy.presenters.replay import DEFAULT_CHUNK, DEFAULT_SHOWN_FAILURES, run_replay
+from energy.presenters.replay import DEFAULT_CHUNK, DEFAULT_RETRY_FOR_S, DEFAULT_SHOWN_FAILURES, run_replay
 
 
 class Command(BaseCommand):
@@ -16,9 +16,12 @@ class Command(BaseCommand):
         parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help="Requests per batch.")
         parser.add_argument("--show-failures", type=int, default=DEFAULT_SHOWN_FAILURES,
                             help="Report at most this many failed lines on stderr.")
+        parser.add_argument("--retry-for", type=float, default=DEFAULT_RETRY_FOR_S, metavar="SECONDS",
+                            help="Wait this long for an unavailable database before stopping with exit 75 "
+                                 "(default 30; 0 stops at once).")
 
     def handle(self, *args, **options):
         out = output_for(self, options["json"])
         code = run_replay(out, options["file"], chunk_size=max(1, options["chunk_size"]),
-                          show_failures=max(0, options["show_failures"]))
+                          show_failures=max(0, options["show_failures"]), retry_for=max(0.0, options["retry_for"]))
         finish(code, "some lines were not applied or replayed")
