@@ -96,7 +96,7 @@ def _decide_and_apply(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[O
     }
     new_keys_accounts = sorted({r.account_id for r in chunk if r.idempotency_key not in stored})
     balances = dict(statements.fetch(statements.LOCK_ACCOUNTS, {
-        "account_ids": [int8(a) for a in new_keys_accounts],
+        "account_ids": new_keys_accounts,
     }, statements.Balance)) if new_keys_accounts else {}
     decisions = plan(chunk, stored=stored, balances=balances)
     applied = _apply(client_id, [(r, d) for r, d in zip(chunk, decisions, strict=True) if isinstance(d, Apply)])
@@ -107,16 +107,15 @@ def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply]]) -> dict
     """Insert the records and deduct the amounts; the new records by key."""
     if not applying:
         return {}
-    int8 = statements.int8
     # One global key order for every writer, so two chunks inserting overlapping keys wait
     # for each other in one direction only and never deadlock.
     applying.sort(key=lambda item: item[0].idempotency_key)
     records = statements.fetch(statements.INSERT_RECORDS, {
-        "client_id": int8(client_id),
-        "account_ids": [int8(r.account_id) for r, _ in applying],
-        "amounts": [int8(r.amount) for r, _ in applying],
+        "client_id": statements.int8(client_id),
+        "account_ids": [r.account_id for r, _ in applying],
+        "amounts": [r.amount for r, _ in applying],
         "keys": [r.idempotency_key for r, _ in applying],
-        "balances_after": [int8(d.balance_after) for _, d in applying],
+        "balances_after": [d.balance_after for _, d in applying],
     }, Record)
     if len(records) != len(applying):
         raise _KeyTaken()
@@ -124,7 +123,7 @@ def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply]]) -> dict
     for request, _ in applying:
         spent[request.account_id] += request.amount
     statements.execute(statements.DEDUCT, {
-        "account_ids": [int8(a) for a in spent], "amounts": [int8(s) for s in spent.values()],
+        "account_ids": list(spent), "amounts": list(spent.values()),
     })
     return {record.idempotency_key: record for record in records}
 

@@ -81,10 +81,13 @@ class Balance(NamedTuple):
     energy: int
 
 
+# Arrays of ids and amounts are cast to bigint[] here: psycopg sends a list of ints as the
+# smallest array type that holds them, which costs less than wrapping every element.
+
 # The accounts of a batch, locked in id order so that two lockers never deadlock.
 LOCK_ACCOUNTS = f"""
 SELECT {A.id} AS account_id, {A.energy} AS energy FROM {A.table}
-WHERE {A.id} = ANY(%(account_ids)s) ORDER BY {A.id} FOR UPDATE
+WHERE {A.id} = ANY(%(account_ids)s::bigint[]) ORDER BY {A.id} FOR UPDATE
 """
 
 # The stored records of a batch's keys.

@@ -1,0 +1,182 @@
+"""Benchmark: ``energyctl replay FILE`` as a whole process, next to pgbench at one client.
+
+    python -m benchmarks.replay_e2e [--lines 20000] [--accounts 1000] [--rounds 3] [--json]
+
+Each round makes a fresh database (tables without statistics, as a user's first big replay
+meets them), seeds the accounts with ``energyctl seed``, then times two whole processes:
+``energyctl replay FILE`` on a file of new keys (amounts 1-5, spread over the accounts), and
+the same command again, where every line comes back replayed. Start-up is included. pgbench
+runs the case study's SQL at one client on the same server for the reference rate, and the
+ledger is audited after every round. Runs on a throwaway embedded cluster, or in a database
+of its own on the server of DATABASE_URL. Prints figures; exit 1 only if a run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import scripts
+
+# Rich enough that no line of any file ends in insufficient_energy.
+START_ENERGY = 10**9
+PGBENCH_SECONDS = 5
+
+
+def write_requests(path: Path, lines: int, accounts: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with path.open("w") as out:
+        for n in range(lines):
+            request = {"account_id": rng.randint(1, accounts), "amount": rng.randint(1, 5),
+                       "idempotency_key": f"replay-{seed}-{n}"}
+            out.write(json.dumps(request) + "\n")
+
+
+def energyctl(url: str, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    script = Path(sys.executable).parent / "energyctl"
+    env = {**os.environ, "DATABASE_URL": url, "ENERGYCTL_LOG_LEVEL": "WARNING"}
+    started = time.perf_counter()
+    done = subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=600)
+    return time.perf_counter() - started, done
+
+
+def replay_round(database, lines: int, accounts: int, seed: int, workdir: Path) -> dict:
+    requests = workdir / f"requests-{seed}.jsonl"
+    write_requests(requests, lines, accounts, seed)
+    url = database.url
+    for args in (("migrate",), ("seed", "--accounts", str(accounts), "--energy", str(START_ENERGY))):
+        _, done = energyctl(url, *args)
+        if done.returncode != 0:
+            raise SystemExit(f"energyctl {args[0]} failed: {done.stderr.strip()}")
+    first_s, first = energyctl(url, "replay", str(requests), "--json")
+    again_s, again = energyctl(url, "replay", str(requests), "--json")
+    problems = []
+    for name, done, outcome in (("first run", first, "applied"), ("re-run", again, "replayed")):
+        summary = json.loads(done.stdout) if done.stdout.strip() else {}
+        if done.returncode != 0 or summary.get(outcome) != lines:
+            problems.append(f"{name}: exit {done.returncode}, {summary or done.stderr.strip()}")
+    problems += ledger_problems(url)
+    return {"first_s": first_s, "again_s": again_s, "problems": problems}
+
+
+def ledger_problems(url: str) -> list[str]:
+    """The contract's guarantees, checked on what the replays left behind."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        drift = conn.execute(
+            """SELECT count(*) FROM energy_account a
+               LEFT JOIN (SELECT account_id, sum(amount) AS spent FROM energy_consumption GROUP BY account_id) c
+                 ON c.account_id = a.id
+               WHERE a.energy <> a.opening_energy - coalesce(c.spent, 0) OR a.energy < 0""").fetchone()[0]
+        records, keys = conn.execute(
+            "SELECT count(*), count(DISTINCT (client_id, idempotency_key)) FROM energy_consumption").fetchone()
+    problems = [f"{drift} accounts off their ledger"] if drift else []
+    return problems + ([f"{records - keys} keys recorded twice"] if records != keys else [])
+
+
+def pgbench_rate(database, accounts: int) -> float:
+    from energy.embedded_pg import binary
+
+    with tempfile.TemporaryDirectory(prefix="energyctl-pgbench-") as tmp:
+        script = Path(tmp) / "case.sql"
+        script.write_text(scripts.render(scripts.CASE_STUDY, accounts))
+        done = subprocess.run(
+            [str(binary("pgbench")), "-n", "-M", "prepared", "-c", "1", "-j", "1", "-T", str(PGBENCH_SECONDS),
+             "-D", "n=0", "-f", str(script), database.url],
+            capture_output=True, text=True, timeout=PGBENCH_SECONDS + 60)
+    for line in done.stdout.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise SystemExit(f"pgbench failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def run(lines: int, accounts: int, rounds: int, progress=None) -> dict:
+    from energy.torture.cluster import OwnCluster, TortureDatabase, open_database
+
+    server_url = os.environ.get("DATABASE_URL")
+    cluster: TortureDatabase | None = None if server_url else OwnCluster()
+    firsts, agains, problems, rates = [], [], [], []
+    try:
+        with tempfile.TemporaryDirectory(prefix="energyctl-replay-bench-") as tmp:
+            for round_number in range(rounds):
+                # A fresh database per round: the first replay meets tables without statistics.
+                database = open_database(server_url) if server_url else _fresh_database(cluster, round_number)
+                try:
+                    if progress:
+                        progress(f"round {round_number + 1}/{rounds}: replay of {lines:,} lines, then its re-run")
+                    measured = replay_round(database, lines, accounts, round_number, Path(tmp))
+                    firsts.append(measured["first_s"])
+                    agains.append(measured["again_s"])
+                    problems += measured["problems"]
+                    if progress:
+                        progress(f"round {round_number + 1}/{rounds}: pgbench case-study SQL, 1 client")
+                    rates.append(pgbench_rate(database, accounts))
+                finally:
+                    if server_url:
+                        database.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+    pgbench = statistics.median(rates)
+    first, again = statistics.median(firsts), statistics.median(agains)
+    return {
+        "lines": lines, "accounts": accounts, "rounds": rounds,
+        "pgbench_case_study_1_client_tx_per_s": round(pgbench, 1),
+        "replay_new_keys": {"seconds": round(first, 3), "lines_per_s": round(lines / first, 1),
+                            "ratio": round(lines / first / pgbench, 2), "target_ratio": 10.0},
+        "replay_rerun": {"seconds": round(again, 3), "lines_per_s": round(lines / again, 1),
+                         "ratio": round(lines / again / pgbench, 2), "target_ratio": 15.0},
+        "problems": problems,
+        "ok": not problems,
+    }
+
+
+def _fresh_database(cluster, round_number: int):
+    """A new database on the throwaway cluster, so every round starts from empty, unanalysed tables."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"replay_bench_{round_number}"
+    with cluster.connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    database = type("Fresh", (), {})()
+    database.url = cluster.url.rsplit("/", 1)[0] + "/" + name
+    database.connect = lambda: psycopg.connect(database.url, autocommit=True)
+    return database
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.replay_e2e", description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=20_000, help="requests in the file (default 20000)")
+    parser.add_argument("--accounts", type=int, default=1_000, help="accounts they spread over (default 1000)")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh databases to run on; medians (default 3)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(argv)
+    if min(args.lines, args.accounts, args.rounds) < 1:
+        parser.error("--lines, --accounts and --rounds must be at least 1")
+    report = run(args.lines, args.accounts, args.rounds,
+                 progress=None if args.json else lambda text: print(text, file=sys.stderr))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"pgbench case-study SQL, 1 client: {report['pgbench_case_study_1_client_tx_per_s']:,.0f} tx/s")
+        for name, row in (("replay, new keys", report["replay_new_keys"]), ("replay, re-run", report["replay_rerun"])):
+            print(f"energyctl {name}: {report['lines']:,} lines in {row['seconds']:.2f} s = "
+                  f"{row['lines_per_s']:,.0f} lines/s = {row['ratio']}x pgbench (target {row['target_ratio']}x)")
+        for problem in report["problems"]:
+            print(f"FAILED: {problem}")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
