@@ -100,7 +100,7 @@ def pgbench_rate(database, accounts: int) -> float:
 
 
 def run(lines: int, accounts: int, rounds: int, progress=None) -> dict:
-    from energy.torture.cluster import OwnCluster, TortureDatabase, open_database
+    from torture.cluster import OwnCluster, TortureDatabase, open_database
 
     server_url = os.environ.get("DATABASE_URL")
     cluster: TortureDatabase | None = None if server_url else OwnCluster()

@@ -68,7 +68,7 @@ def test_a_plan_decides_like_the_rule_applied_one_request_at_a_time(requests, st
     balances = {1: 20, 2: 5}
     got = plan(requests, stored=records, balances=balances)
     known, left = dict(records), dict(balances)
-    for position, (request, decision) in enumerate(zip(requests, got)):
+    for position, (request, decision) in enumerate(zip(requests, got, strict=True)):
         expected = decide(request, earlier=known.get(request.idempotency_key), balance=left.get(request.account_id))
         if isinstance(expected, Apply):
             left[request.account_id] = expected.balance_after

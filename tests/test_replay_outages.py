@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from torture.cluster import OwnCluster

@@ -73,7 +73,7 @@ WITH locked AS (
 SELECT (SELECT {A.energy} FROM locked) AS balance, EXISTS (SELECT FROM recorded) AS applied, record.*
 FROM (VALUES (1)) AS one_row
 LEFT JOIN (SELECT * FROM recorded UNION ALL SELECT * FROM earlier) AS record ON true
-"""
+"""  # noqa: S608 - table and column names from the models' _meta
 
 
 class Balance(NamedTuple):
@@ -88,12 +88,12 @@ class Balance(NamedTuple):
 LOCK_ACCOUNTS = f"""
 SELECT {A.id} AS account_id, {A.energy} AS energy FROM {A.table}
 WHERE {A.id} = ANY(%(account_ids)s::bigint[]) ORDER BY {A.id} FOR UPDATE
-"""
+"""  # noqa: S608 - table and column names from the models' _meta
 
 # The stored records of a batch's keys.
 EARLIER_RECORDS = f"""
 SELECT {RECORD} FROM {C.table} WHERE {C.client} = %(client_id)s AND {C.idempotency_key} = ANY(%(keys)s)
-"""
+"""  # noqa: S608 - table and column names from the models' _meta
 
 # A batch's new records, inserted in one global key order (the caller sorts) so that two
 # writers of overlapping keys wait in one direction only and never deadlock.
@@ -105,14 +105,14 @@ FROM unnest(%(account_ids)s::bigint[], %(amounts)s::bigint[], %(keys)s::text[], 
 ORDER BY position
 ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
 RETURNING {RECORD}
-"""
+"""  # noqa: S608 - table and column names from the models' _meta
 
 # What a batch spent, once per account, computed by the database from the locked row.
 DEDUCT = f"""
 UPDATE {A.table} SET {A.energy} = {A.table}.{A.energy} - spent.amount
 FROM unnest(%(account_ids)s::bigint[], %(amounts)s::bigint[]) AS spent(account_id, amount)
 WHERE {A.table}.{A.id} = spent.account_id
-"""
+"""  # noqa: S608 - table and column names from the models' _meta
 
 # Plans for the batch statements are made for each execution, not once per connection: a
 # generic plan chosen while a new database's tables were nearly empty would scan them
