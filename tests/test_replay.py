@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from energy.application.replay import ReplayInterrupted, replay
+from energy.application.replay import ReplayInterrupted, replay_lines
 from energyctl.app import app
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,10 +111,10 @@ def test_an_interrupted_replay_keeps_what_was_done_and_the_rerun_finishes_it(acc
         raise KeyboardInterrupt
 
     with pytest.raises(ReplayInterrupted) as stopped:
-        replay(lines_then_ctrl_c(), chunk_size=4)
+        replay_lines(lines_then_ctrl_c(), chunk_size=4)
 
     assert stopped.value.summary.counts["applied"] == 8
-    rerun = replay((line(1, 1, f"i{i}") for i in range(10)), chunk_size=4)
+    rerun = replay_lines((line(1, 1, f"i{i}") for i in range(10)), chunk_size=4)
     assert (rerun.counts["replayed"], rerun.counts["applied"]) == (8, 2)
     assert balance(1) == 90
 
@@ -152,7 +152,7 @@ def test_replay_applies_each_chunk_before_reading_further_lines(accounts):
         for _ in range(1000):
             yield "[]"
 
-    summary = replay(lines(), chunk_size=2)
+    summary = replay_lines(lines(), chunk_size=2)
 
     assert balances_seen == [96]
     assert summary.counts["applied"] == 4 and summary.counts["invalid_request"] == 1000
@@ -220,7 +220,7 @@ def test_a_lock_held_past_the_budget_stops_the_replay_and_counts_the_rest_unavai
     waits = []
     lines = [line(1, 1, f"held-{i}") for i in range(3)] + ["[]"] + [line(2, 1, f"after-{i}") for i in range(3)]
     with row_lock_held(account_id=1):
-        summary = replay(lines, chunk_size=3, retry_for=0.5, on_waiting=waits.append)
+        summary = replay_lines(lines, chunk_size=3, retry_for=0.5, on_waiting=waits.append)
 
     assert summary.stopped
     assert (summary.counts["unavailable"], summary.counts["invalid_request"], summary.counts["applied"]) == (6, 1, 0)

@@ -96,7 +96,7 @@ class ReplayInterrupted(Exception):
         self.summary = summary
 
 
-def replay(
+def replay_lines(
     lines: Iterable[bytes | str],
     *,
     chunk_size: int = CHUNK_SIZE,

@@ -75,14 +75,14 @@ def _open(file: str, stdin: BinaryIO | None):
 def _replay(out: Output, lines: "_CountingLines", size: int | None, chunk_size: int, failures, client_id: int,
             retry_for: float):
     """Run the replay use case; returns its summary and whether it was interrupted."""
-    from energy.application.replay import ReplayInterrupted, replay
+    from energy.application.replay import ReplayInterrupted, replay_lines
 
     options = dict(chunk_size=chunk_size, on_failure=failures.add, client_id=client_id, retry_for=retry_for)
     try:
         if not out.err.is_terminal:
-            return replay(lines, on_waiting=_note_waiting(out), **options), False
+            return replay_lines(lines, on_waiting=_note_waiting(out), **options), False
         with _progress_bar(out, lines, size) as (advance, waiting):
-            return replay(lines, on_progress=advance, on_waiting=waiting, **options), False
+            return replay_lines(lines, on_progress=advance, on_waiting=waiting, **options), False
     except ReplayInterrupted as stopped:
         return stopped.summary, True
 
