@@ -163,3 +163,25 @@ def test_chunk_stuck_behind_a_held_lock_is_unavailable_and_its_retry_applies_onc
     assert [o.status for o in consume_many(requests)] == ["applied", "applied"]
     assert [o.status for o in consume_many(requests)] == ["replayed", "replayed"]
     assert dict(Account.objects.values_list("id", "energy")) == {1: 90, 2: 95}
+
+
+def test_a_batch_runs_on_djangos_cursor_and_a_batch_of_replays_locks_nothing():
+    """Every batch statement is seen by CaptureQueriesContext; replays need only the records lookup."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    Account.objects.create(id=1, energy=100, opening_energy=100)
+    requests = [ConsumeRequest(1, 5, "q1"), ConsumeRequest(1, 5, "q2")]
+    with CaptureQueriesContext(connection) as first:
+        consume_many(requests)
+    with CaptureQueriesContext(connection) as again:
+        assert [o.status for o in consume_many(requests)] == ["replayed", "replayed"]
+
+    def sent(captured):
+        return [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+
+    first_sql, again_sql = sent(first), sent(again)
+    assert len(first_sql) == 5, first_sql  # plan mode, stored records, lock, insert, deduct
+    assert any("FOR UPDATE" in sql for sql in first_sql)
+    assert len(again_sql) == 2, again_sql  # plan mode, stored records
+    assert not any("FOR UPDATE" in sql or "INSERT" in sql or "UPDATE " in sql for sql in again_sql), again_sql
