@@ -14,6 +14,8 @@ MAX_INT64 = 2**63 - 1
 MAX_KEY_LENGTH = 255
 # C0 and C1 control characters (NUL included) and DEL: invisible in logs, unsafe in keys.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Lone surrogates: JSON's \ud800 escapes decode to them, and no database can store them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Text forms of integers accepted from the command line: optional sign, ASCII digits.
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 FIELDS = ("account_id", "amount", "idempotency_key")
@@ -110,7 +112,7 @@ def _key(body_key: Any, header_key: str | None, problems: dict[str, str]) -> str
         problems["idempotency_key"] = f"must be at most {MAX_KEY_LENGTH} characters"
     elif _CONTROL.search(key):
         problems["idempotency_key"] = "must not contain control characters"
-    elif any(0xD800 <= ord(ch) <= 0xDFFF for ch in key):
+    elif _SURROGATE.search(key):
         problems["idempotency_key"] = "must be valid Unicode (no lone surrogates)"
     else:
         return key
