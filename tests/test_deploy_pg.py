@@ -146,7 +146,11 @@ def test_a_frozen_backend_ends_in_unavailable_within_the_client_deadline(session
     finally:
         os.kill(backend, signal.SIGCONT)
     assert frozen["outcome"] == "unavailable" and 1.4 < frozen["seconds"] < 1.5 + SLACK_S, frozen
-    assert [client.ask("consume", 1, 10, "frozen")["outcome"] for _ in range(2)] == ["applied", "replayed"]
+    # The statement may have reached the frozen backend whole, which then ran it once resumed:
+    # its answer was lost, so the retry is the replay of it. Either way the key applied once.
+    retries = [client.ask("consume", 1, 10, "frozen")["outcome"] for _ in range(2)]
+    assert retries in (["applied", "replayed"], ["replayed", "replayed"]), retries
+    assert client.ask("ledger") == {"balances": {1: 90}, "records": [("frozen", 1, 10)]}
 
 
 def test_a_stalled_batch_loses_its_locks_after_the_idle_in_transaction_timeout(sessions):

@@ -155,9 +155,12 @@ def test_prepared_statements_forced_on_are_unavailable_never_an_error(cluster):
     one_server = PgBouncer(str(cluster.info.socket_dir), cluster.info.port, "postgres", default_pool_size=1)
     forced = {**POOLED, "ENERGYCTL_PREPARE_THRESHOLD": "0"}
     first, second = Session(one_server.url("energyctl"), **forced), Session(one_server.url("energyctl"), **forced)
-    opened = [first, second]
+    # Set up by a session that prepares nothing, so that the two forced clients send the same
+    # statements in the same order and give them the same names on the one server connection.
+    setup = Session(one_server.url("energyctl"), **POOLED)
+    opened = [first, second, setup]
     try:
-        first.ask("prepare", {1: 100})
+        setup.ask("prepare", {1: 100})
         one_server.reconnect()
         assert first.ask("consume", 1, 1, "p1")["outcome"] == "applied"
         mixed_up = second.ask("consume", 1, 1, "p2")

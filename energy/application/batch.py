@@ -94,13 +94,18 @@ def _decide_and_apply(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[O
             "client_id": int8(client_id), "keys": list({r.idempotency_key for r in chunk}),
         }, Record)
     }
-    new_keys_accounts = sorted({r.account_id for r in chunk if r.idempotency_key not in stored})
-    balances = dict(statements.fetch(statements.LOCK_ACCOUNTS, {
-        "account_ids": new_keys_accounts,
-    }, statements.Balance)) if new_keys_accounts else {}
+    balances = lock_balances([r.account_id for r in chunk if r.idempotency_key not in stored])
     decisions = plan(chunk, stored=stored, balances=balances)
     applied = _apply(client_id, [(r, d) for r, d in zip(chunk, decisions, strict=True) if isinstance(d, Apply)])
     return [_outcome(request, decision, applied) for request, decision in zip(chunk, decisions, strict=True)]
+
+
+def lock_balances(account_ids: list[int]) -> dict[int, int]:
+    """Lock the accounts' rows in id order, so two lockers never deadlock; their balances by id."""
+    if not account_ids:
+        return {}
+    rows = statements.fetch(statements.LOCK_ACCOUNTS, {"account_ids": sorted(set(account_ids))}, statements.Balance)
+    return dict(rows)
 
 
 def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply]]) -> dict[str, Record]:
