@@ -56,7 +56,8 @@ class Client(models.Model):
 
 class Consumption(models.Model):
     id = models.BigAutoField(primary_key=True)
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="consumptions")
+    # No index of its own: the history index starts with it.
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="consumptions", db_index=False)
     # Whose key space the idempotency key belongs to. No index of its own: the UNIQUE
     # (client, key) index starts with it.
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="consumptions", db_index=False)
@@ -68,6 +69,11 @@ class Consumption(models.Model):
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
+        indexes = [
+            # An account's history, newest first (the order its consumptions were applied):
+            # a page is an index range, whatever the account's size or the page's depth.
+            models.Index(fields=["account", "balance_after", "-id"], name="energy_consumption_history"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["client", "idempotency_key"], name=IDEMPOTENCY_KEY_CONSTRAINT),
             models.CheckConstraint(condition=Q(amount__gt=0), name="energy_consumption_amount_positive"),

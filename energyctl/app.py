@@ -29,6 +29,9 @@ COMMANDS = {
     "serve": "energyctl.server_cmd",
     "db": "energyctl.db_cmd",
     "clients": "energyctl.clients_cmd",
+    "show": "energyctl.ledger_cmd",
+    "history": "energyctl.ledger_cmd",
+    "audit": "energyctl.ledger_cmd",
 }
 # Commands that live in other parts of the project; a missing module just means no command.
 OPTIONAL_COMMANDS = {
@@ -134,6 +137,16 @@ def _import(name: str, *, optional: bool):
         raise
 
 
+def _print_version(asked: bool) -> None:
+    if not asked:
+        return
+    # Imported only when asked: the other commands do not pay for reading package metadata.
+    from importlib.metadata import version
+
+    typer.echo(f"energyctl {version('energyctl')}")
+    raise typer.Exit(0)
+
+
 def _configure(
     database_url: str = typer.Option(
         None,
@@ -141,6 +154,9 @@ def _configure(
         envvar="DATABASE_URL",
         show_default=False,
         help="postgresql://… or sqlite:///path. Unset: an embedded PostgreSQL in a per-user data directory.",
+    ),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the installed version and exit."
     ),
 ) -> None:
     """Spend energy from account balances exactly once, under retries and concurrency."""

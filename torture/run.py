@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from torture.check import violations
+from torture.check import ledger_violations, violations
 from torture.cluster import open_database
 from torture.config import FAULT_KINDS, TortureConfig
 from torture.faults import FaultInjector
@@ -73,9 +73,9 @@ def run_torture(config: TortureConfig) -> Report:
         database.ensure_up()
         codes = fleet.finish(timeout=config.drain_seconds + 30)
         load_seconds = time.monotonic() - load_started
-        balances, records = database.snapshot()
+        _, records = database.snapshot()
         history = load_history(fleet.log_paths())
-        found = violations(history, balances, records, config.start_energy)
+        found = ledger_violations(database.url) + violations(history, records)
         kept_logs = _keep_logs(fleet) if found else None
     finally:
         if fleet is not None:

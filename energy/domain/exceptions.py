@@ -86,6 +86,16 @@ class NotAClientOfTheApi(InvalidRequest):
         self.name = name
 
 
+class KeyNotFound(EnergyError):
+    """No consumption is recorded under this key in the client's key space."""
+
+    outcome = "key_not_found"
+
+    def __init__(self, key: str):
+        super().__init__(f"No consumption is recorded under the key {key!r}.")
+        self.key = key
+
+
 class Unavailable(EnergyError):
     """The database could not answer in time; retrying with the same key is safe."""
 

@@ -19,6 +19,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # Text forms of integers accepted from the command line: optional sign, ASCII digits.
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 FIELDS = ("account_id", "amount", "idempotency_key")
+# A history page longer than this is a dump, not a page: read further with a cursor instead.
+MAX_PAGE_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,25 @@ def positive_int64(value: int, field: str, problems: dict[str, str]) -> int | No
 
 def parse_account_id(text: str) -> int:
     """An account id given as text (URL path, command line)."""
+    return parse_positive_int(text, "account_id")
+
+
+def parse_positive_int(text: Any, field: str) -> int:
+    """A positive 64-bit integer given as text (URL path, query string, command line)."""
     problems: dict[str, str] = {}
-    value = _text_int(text, "account_id", problems)
+    value = _text_int(text, field, problems)
     if problems:
         raise InvalidRequest(problems)
     return value
+
+
+def parse_idempotency_key(text: Any) -> str:
+    """An idempotency key to look up, under the same rules as a key sent with a request."""
+    problems: dict[str, str] = {}
+    key = _key(text, None, problems)
+    if problems:
+        raise InvalidRequest(problems)
+    return key
 
 
 def _json_int(data: Mapping, field: str, problems: dict[str, str]) -> int | None:
@@ -117,3 +133,10 @@ def _key(body_key: Any, header_key: str | None, problems: dict[str, str]) -> str
     else:
         return key
     return None
+
+
+def check_page_limit(limit: int) -> int:
+    """How many records one page of a history may hold."""
+    if not 1 <= limit <= MAX_PAGE_LIMIT:
+        raise InvalidRequest({"limit": f"must be an integer between 1 and {MAX_PAGE_LIMIT}"})
+    return limit

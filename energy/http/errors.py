@@ -11,6 +11,7 @@ HTTP_STATUS = {
     "replayed": 200,
     "invalid_request": 400,
     "account_not_found": 404,
+    "key_not_found": 404,
     "insufficient_energy": 409,
     "idempotency_key_mismatch": 422,
     "unavailable": 503,

@@ -21,6 +21,7 @@ EXIT_CODES = {
     "insufficient_energy": 3,
     "account_not_found": 4,
     "client_not_found": 4,
+    "key_not_found": 4,
     "idempotency_key_mismatch": 5,
     "unavailable": 75,
 }
@@ -38,6 +39,7 @@ OUTCOME_STYLE = {
     "insufficient_energy": "yellow",
     "account_not_found": "yellow",
     "client_not_found": "yellow",
+    "key_not_found": "yellow",
     "idempotency_key_mismatch": "magenta",
     "invalid_request": "red",
     "unavailable": "red",

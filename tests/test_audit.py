@@ -1,0 +1,218 @@
+"""The ledger audit: clean on every ledger the product writes, and catching each kind of planted damage."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from energy.application.accounts import seed_accounts
+from energy.application.audit import audit_ledger
+from energy.application.consume import consume
+
+
+def spend(account_id: int, *amounts: int, prefix: str = "k") -> None:
+    for n, amount in enumerate(amounts):
+        consume(account_id=account_id, amount=amount, idempotency_key=f"{prefix}{account_id}-{n}")
+
+
+def sql(statement: str, params=()) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+def ledger():
+    """Accounts 1..3 with 100 each; 1 and 2 have three consumptions, 3 none."""
+    seed_accounts(count=3, energy=100)
+    spend(1, 10, 20, 30)
+    spend(2, 5, 15, 25)
+
+
+def problems_by_account(report) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for violation in report.violations:
+        found.setdefault(violation.account_id, []).append(violation.problem)
+    return found
+
+
+# Damage planted behind the ledger's back, each inside the test's transaction (rolled back
+# afterwards, dropped constraints included): (statements, damaged account, a phrase it must report).
+DAMAGE = {
+    "balance changed": (["UPDATE energy_account SET energy = energy - 7 WHERE id = 2"], 2,
+                        "energy is 48, but opening energy 100 - consumed 45 = 55"),
+    "middle record deleted": (["DELETE FROM energy_consumption WHERE idempotency_key = 'k1-1'"], 1,
+                              "do not continue the one before"),
+    "newest record deleted": (["DELETE FROM energy_consumption WHERE idempotency_key = 'k2-2'"], 2,
+                              "the chain ends at balance_after 80, but energy is 55"),
+    "oldest record deleted": (["DELETE FROM energy_consumption WHERE idempotency_key = 'k1-0'"], 1,
+                              "does not start at the opening energy 100"),
+    "record duplicated": ([
+        "ALTER TABLE energy_consumption DROP CONSTRAINT energy_consumption_client_key_unique",
+        "INSERT INTO energy_consumption (client_id, account_id, amount, idempotency_key, balance_after, created_at)"
+        " SELECT client_id, account_id, amount, idempotency_key, balance_after, created_at"
+        " FROM energy_consumption WHERE idempotency_key = 'k2-1'",
+    ], 2, "1 keys are recorded more than once for one client, e.g. 'k2-1'"),
+    "chain broken": (["UPDATE energy_consumption SET balance_after = balance_after + 1 WHERE idempotency_key = 'k1-1'"],
+                     1, "do not continue the one before"),
+    "opening energy rewritten": (["UPDATE energy_account SET opening_energy = 90 WHERE id = 1"], 1,
+                                 "does not start at the opening energy 90"),
+    "negative balance": ([
+        "ALTER TABLE energy_account DROP CONSTRAINT energy_account_energy_not_negative",
+        "UPDATE energy_account SET energy = -5 WHERE id = 3",
+    ], 3, "energy is negative: -5"),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+def test_the_audit_names_the_damaged_account_and_only_it(damage):
+    statements, account, phrase = DAMAGE[damage]
+    ledger()
+    assert audit_ledger().clean
+    sql("SET CONSTRAINTS ALL IMMEDIATE")  # run the deferred foreign-key checks, so ALTER TABLE may follow
+    for statement in statements:
+        sql(statement)
+
+    report = audit_ledger()
+
+    found = problems_by_account(report)
+    assert set(found) == {account}, found
+    assert any(phrase in problem for problem in found[account]), found
+
+
+@pytest.mark.django_db
+def test_a_clean_ledger_counts_what_it_checked_in_one_statement():
+    ledger()
+    with CaptureQueriesContext(connection) as queries:
+        report = audit_ledger()
+
+    assert report.clean, report.violations
+    assert (report.accounts, report.consumptions) == (3, 6)
+    assert report.seconds >= 0
+    assert len(queries.captured_queries) == 1, queries.captured_queries
+
+
+@pytest.mark.django_db
+def test_an_empty_ledger_is_clean():
+    report = audit_ledger()
+
+    assert report.clean and (report.accounts, report.consumptions) == (0, 0)
+
+
+@pytest.mark.django_db
+def test_a_swapped_history_with_a_consistent_looking_chain_is_judged_by_balance_after_order():
+    # Records whose ids run against the chain are fine (a batch inserts in key order); what
+    # counts is that, from the highest balance_after down, each one continues the one before.
+    seed_accounts(count=1, energy=100)
+    sql("INSERT INTO energy_consumption (client_id, account_id, amount, idempotency_key, balance_after, created_at)"
+        " VALUES (1, 1, 20, 'second', 70, now()), (1, 1, 10, 'first', 90, now())")
+    sql("UPDATE energy_account SET energy = 70 WHERE id = 1")
+
+    assert audit_ledger().clean
+
+
+@pytest.mark.django_db(transaction=True)
+def test_clean_after_a_replay_file_whose_batches_insert_out_of_chain_order(tmp_path):
+    from typer.testing import CliRunner
+
+    from energyctl.app import app
+    from energy.models import Consumption
+
+    seed_accounts(count=3, energy=1000)
+    # Keys in falling order for one account: the batch applies z, y, x but inserts x, y, z.
+    lines = [{"account_id": 1, "amount": n + 1, "idempotency_key": key} for n, key in enumerate("zyxwv")]
+    lines += [{"account_id": 2, "amount": 7, "idempotency_key": f"b{n}"} for n in range(50)]
+    lines += [{"account_id": 3, "amount": 2000, "idempotency_key": "too-much"}, lines[0]]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = CliRunner().invoke(app, ["replay", str(path), "--json"])
+    assert result.exit_code == 6, result.output  # the one refused line
+
+    ids_by_chain = list(Consumption.objects.filter(account_id=1).order_by("-balance_after").values_list("id", flat=True))
+    assert ids_by_chain != sorted(ids_by_chain), "the batch no longer inserts out of chain order; test needs new data"
+    report = audit_ledger()
+    assert report.clean, report.violations
+    assert report.consumptions == 55
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_audit_reads_a_race_demo_schema_and_catches_damage_there():
+    from energy.race.schema import DemoSchema
+
+    schema = DemoSchema.create()
+    try:
+        schema.create_real_tables()
+        sql(f'INSERT INTO "{schema.name}".energy_account (id, energy, opening_energy) VALUES (1, 100, 100)')
+        assert audit_ledger(schema=schema.name).clean
+        sql(f'INSERT INTO "{schema.name}".energy_consumption'
+            " (client_id, account_id, amount, idempotency_key, balance_after, created_at)"
+            " VALUES (1, 1, 10, 'k', 90, now())")
+
+        found = problems_by_account(audit_ledger(schema=schema.name))
+    finally:
+        schema.drop()
+
+    assert list(found) == [1] and "energy is 100, but opening energy 100 - consumed 10 = 90" in found[1]
+    assert audit_ledger().accounts == 0  # the real tables were never read as the demo's
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_clean_after_the_race_demo_whose_burst_audits_its_own_tables():
+    from energy.race import run_demo
+
+    seed_accounts(count=2, energy=100)
+    spend(1, 30)
+    before = audit_ledger()
+
+    report = run_demo(workers=3, scenarios=["protected"])
+
+    protected = report.scenarios[0]
+    # The burst's anomalies include the ledger audit of the demo's own copy of the tables.
+    assert protected.holds and protected.anomalies == [], protected
+    after = audit_ledger()
+    assert after.clean and (after.accounts, after.consumptions) == (before.accounts, before.consumptions) == (2, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_torture_run_audits_its_database_with_the_same_ledger_audit():
+    from energy.torture.check import ledger_violations
+
+    from tests.test_cli import test_database_url
+
+    ledger()
+    assert ledger_violations(test_database_url()) == []
+    sql("UPDATE energy_account SET energy = energy + 1 WHERE id = 2")
+
+    found = ledger_violations(test_database_url())
+
+    assert found and all(v.startswith("ledger audit, account 2: ") for v in found), found
+
+
+def test_the_audit_runs_on_sqlite_through_the_installed_script(tmp_path):
+    import sqlite3
+
+    script = Path(sys.executable).parent / "energyctl"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+
+    def run(*args):
+        return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=60)
+
+    for setup in (["migrate"], ["seed", "--accounts", "2", "--energy", "100"],
+                  ["consume", "--account", "1", "--amount", "30", "--key", "a"],
+                  ["consume", "--account", "1", "--amount", "20", "--key", "b"]):
+        assert run(*setup).returncode == 0
+    clean = run("audit", "--json")
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["violations"] == []
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        db.execute("UPDATE energy_consumption SET balance_after = 71 WHERE idempotency_key = 'a'")
+
+    damaged = run("audit", "--json")
+
+    assert damaged.returncode == 1, damaged.stderr
+    assert {v["account_id"] for v in json.loads(damaged.stdout)["violations"]} == {1}
