@@ -104,15 +104,19 @@ def _one_line(text: str) -> str:
     return escape(" ".join(text.split()))
 
 
-def build_app(command: str | None = None) -> typer.Typer:
-    """The app with every command, or with only ``command`` when it names a known one."""
+def build_app(command: str | None = None, *, completion: bool = True) -> typer.Typer:
+    """The app with every command, or with only ``command`` when it names a known one.
+
+    ``completion`` adds Typer's --install-completion/--show-completion; benchmarks/completion_cost.py
+    measures what they cost a one-shot command's start-up.
+    """
     app = typer.Typer(
         cls=EnergyctlGroup,
         name="energyctl",
         epilog="Example: energyctl seed --accounts 3 --energy 100 "
                "&& energyctl consume --account 1 --amount 30 --key k1",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=completion,
         pretty_exceptions_enable=False,
         rich_markup_mode="rich",
         context_settings={"help_option_names": ["-h", "--help"]},

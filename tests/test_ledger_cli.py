@@ -263,3 +263,24 @@ def test_an_unreachable_database_exits_75_for_each_command():
         done = subprocess.run([str(energyctl), *args, "--json"], capture_output=True, text=True, timeout=60, env=env)
         assert done.returncode == 75, done
         assert json.loads(done.stdout)["error"] == "unavailable" and "Traceback" not in done.stderr
+
+
+# Shell completion, the Typer way.
+
+def test_shell_completion_offers_commands_and_their_options():
+    energyctl = Path(sys.executable).parent / "energyctl"
+
+    def complete(words: str, cword: int) -> list[str]:
+        env = {**os.environ, "_ENERGYCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+        done = subprocess.run([str(energyctl)], capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done
+        return done.stdout.split()
+
+    assert complete("energyctl hi", 1) == ["history"]
+    assert {"--account", "--limit", "--json"} <= set(complete("energyctl history --", 2))
+
+
+def test_show_completion_prints_a_script_for_the_shell():
+    result = invoke("--show-completion", "bash")
+
+    assert result.exit_code == 0 and "_energyctl_completion" in result.stdout, result.output
