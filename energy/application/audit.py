@@ -113,8 +113,8 @@ def audit_ledger(*, schema: str | None = None) -> AuditReport:
     ``schema`` (PostgreSQL) audits the energy tables of that schema instead, e.g. a race demo's.
     """
     started = time.perf_counter()
-    # PostgreSQL's default work_mem is the faster setting here: with more, it hashes a million
-    # keys instead of walking the UNIQUE index in order (measured: benchmarks/ledger.py).
+    # PostgreSQL's default work_mem is the faster setting here: given 128 MB, it hashes a million
+    # keys instead of walking the UNIQUE index in order (1M consumptions: 1.1 s against 1.4 s).
     with database_guard(), connection.cursor() as cursor:
         report = audit_with(cursor, audit_sql(schema))
     return AuditReport(report.accounts, report.consumptions, report.violations,
