@@ -216,3 +216,20 @@ def test_the_audit_runs_on_sqlite_through_the_installed_script(tmp_path):
 
     assert damaged.returncode == 1, damaged.stderr
     assert {v["account_id"] for v in json.loads(damaged.stdout)["violations"]} == {1}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_audit_is_clean_while_processes_consume_because_one_statement_sees_one_snapshot():
+    from tests.audit_workers import audit_worker
+    from tests.workers import consume_worker, run_workers
+
+    seed_accounts(count=2, energy=10**9)
+    plans = [[(1 + n % 2, 1 + n % 5, f"p{p}-{n}") for n in range(300)] for p in range(3)]
+    outcomes = run_workers([(consume_worker, (plan,)) for plan in plans] + [(audit_worker, (900,))])
+
+    audits = [o for o in outcomes if o.get("audit")]
+    assert all(a["clean"] for a in audits), [a["violations"] for a in audits if not a["clean"]]
+    # The audits ran while the consumes did: some saw part of them, and the last saw them all.
+    assert any(0 < a["consumptions"] < 900 for a in audits), [a["consumptions"] for a in audits]
+    assert audits[-1]["consumptions"] == 900 == audit_ledger().consumptions

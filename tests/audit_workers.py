@@ -1,0 +1,28 @@
+"""A child process that audits the ledger again and again while others consume (see tests/workers.py)."""
+
+from __future__ import annotations
+
+import time
+
+
+def audit_worker(db_name, barrier, expected, results) -> None:
+    """After the barrier, audit the ledger again and again until it holds ``expected`` consumptions
+    (at most 60 s); put (clean, consumptions) of each audit."""
+    from tests.workers import setup_django
+
+    setup_django(db_name)
+    from django.db import connection
+
+    from energy.application.audit import audit_ledger
+
+    connection.ensure_connection()
+    barrier.wait(timeout=60)
+    reports, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:
+        report = audit_ledger()
+        reports.append({"audit": True, "clean": report.clean, "consumptions": report.consumptions,
+                        "violations": [v.to_dict() for v in report.violations[:3]]})
+        if report.consumptions >= expected:
+            break
+    results.put(reports)
+    connection.close()
