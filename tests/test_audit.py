@@ -85,6 +85,38 @@ def test_the_audit_names_the_damaged_account_and_only_it(damage):
 
 
 @pytest.mark.django_db
+def test_a_key_duplicated_across_two_accounts_names_both():
+    ledger()
+    sql("SET CONSTRAINTS ALL IMMEDIATE")
+    sql("ALTER TABLE energy_consumption DROP CONSTRAINT energy_consumption_client_key_unique")
+    sql("INSERT INTO energy_consumption (client_id, account_id, amount, idempotency_key, balance_after, created_at)"
+        " VALUES (1, 3, 10, 'k1-0', 90, now())")
+    sql("UPDATE energy_account SET energy = 90 WHERE id = 3")
+
+    found = problems_by_account(audit_ledger())
+
+    assert set(found) == {1, 3}, found
+    assert all(any("recorded more than once" in p for p in found[a]) for a in (1, 3)), found
+
+
+@pytest.mark.django_db
+def test_records_of_an_account_that_no_longer_exists_are_named():
+    ledger()
+    sql("SET CONSTRAINTS ALL IMMEDIATE")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT conname FROM pg_constraint WHERE conrelid = 'energy_consumption'::regclass"
+                       " AND confrelid = 'energy_account'::regclass")
+        (foreign_key,), = cursor.fetchall()
+    sql(f'ALTER TABLE energy_consumption DROP CONSTRAINT "{foreign_key}"')
+    sql("DELETE FROM energy_account WHERE id = 2")
+
+    report = audit_ledger()
+
+    assert problems_by_account(report) == {2: ["3 consumptions are recorded for an account that does not exist"]}
+    assert (report.accounts, report.consumptions) == (2, 6)
+
+
+@pytest.mark.django_db
 def test_a_clean_ledger_counts_what_it_checked_in_one_statement():
     ledger()
     with CaptureQueriesContext(connection) as queries:
