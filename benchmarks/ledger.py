@@ -60,9 +60,11 @@ def run(consumptions: int, accounts: int, runs: int) -> dict:
 
     started = time.perf_counter()
     fill(consumptions, accounts)
-    figures = {"consumptions": consumptions, "accounts": accounts, "fill_seconds": round(time.perf_counter() - started, 1)}
+    figures = {"consumptions": consumptions, "accounts": accounts,
+               "fill_seconds": round(time.perf_counter() - started, 1)}
     report = audit_ledger()
-    assert report.clean and report.consumptions == consumptions, report.violations[:5]
+    if not report.clean or report.consumptions != consumptions:
+        raise SystemExit(f"the benchmark's ledger is not sound: {report.violations[:5]}")
     deep = _deep_cursor(HOT_ACCOUNT)
     pages = {
         "history_newest_page_ms": lambda: account_history(account_id=HOT_ACCOUNT, limit=20),

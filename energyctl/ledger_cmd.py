@@ -6,8 +6,8 @@ import typer
 
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import check_page_limit, parse_account_id, parse_idempotency_key, parse_positive_int
+from energy.presenters.output import EXIT_FAILED, JSON_HELP, Output, escape
 from energyctl.bootstrap import prepare_database
-from energyctl.output import EXIT_FAILED, JSON_HELP, Output, escape
 
 DEFAULT_LIMIT = 20  # the contract's default; the use case validates the range
 

@@ -8,15 +8,20 @@ import time
 def audit_worker(db_name, barrier, expected, results) -> None:
     """After the barrier, audit the ledger again and again until it holds ``expected`` consumptions
     (at most 60 s); put (clean, consumptions) of each audit."""
-    from tests.workers import setup_django
+    from tests.workers import line_up, setup_django
 
     setup_django(db_name)
-    from django.db import connection
+    from django.db import connection, transaction
 
     from energy.application.audit import audit_ledger
+    from energy.models import Account
 
-    connection.ensure_connection()
+    line_up(connection)
     barrier.wait(timeout=60)
+    # Line up with the consumers: wait for the row lock the test holds, so the test sees this
+    # process waiting too before it lets everyone go.
+    with transaction.atomic():
+        list(Account.objects.select_for_update().filter(pk=1).values_list("pk", flat=True))
     reports, deadline = [], time.monotonic() + 60
     while time.monotonic() < deadline:
         report = audit_ledger()

@@ -151,8 +151,8 @@ def test_a_swapped_history_with_a_consistent_looking_chain_is_judged_by_balance_
 def test_clean_after_a_replay_file_whose_batches_insert_out_of_chain_order(tmp_path):
     from typer.testing import CliRunner
 
-    from energyctl.app import app
     from energy.models import Consumption
+    from energyctl.app import app
 
     seed_accounts(count=3, energy=1000)
     # Keys in falling order for one account: the batch applies z, y, x but inserts x, y, z.
@@ -164,7 +164,8 @@ def test_clean_after_a_replay_file_whose_batches_insert_out_of_chain_order(tmp_p
     result = CliRunner().invoke(app, ["replay", str(path), "--json"])
     assert result.exit_code == 6, result.output  # the one refused line
 
-    ids_by_chain = list(Consumption.objects.filter(account_id=1).order_by("-balance_after").values_list("id", flat=True))
+    chain = Consumption.objects.filter(account_id=1).order_by("-balance_after")
+    ids_by_chain = list(chain.values_list("id", flat=True))
     assert ids_by_chain != sorted(ids_by_chain), "the batch no longer inserts out of chain order; test needs new data"
     report = audit_ledger()
     assert report.clean, report.violations
@@ -178,10 +179,10 @@ def test_the_audit_reads_a_race_demo_schema_and_catches_damage_there():
     schema = DemoSchema.create()
     try:
         schema.create_real_tables()
-        sql(f'INSERT INTO "{schema.name}".energy_account (id, energy, opening_energy) VALUES (1, 100, 100)')
+        account, consumption = schema.table("energy", "account"), schema.table("energy", "consumption")
+        sql(f"INSERT INTO {account} (id, energy, opening_energy) VALUES (1, 100, 100)")  # noqa: S608 - quoted table name
         assert audit_ledger(schema=schema.name).clean
-        sql(f'INSERT INTO "{schema.name}".energy_consumption'
-            " (client_id, account_id, amount, idempotency_key, balance_after, created_at)"
+        sql(f"INSERT INTO {consumption} (client_id, account_id, amount, idempotency_key, balance_after, created_at)"  # noqa: S608 - quoted table name
             " VALUES (1, 1, 10, 'k', 90, now())")
 
         found = problems_by_account(audit_ledger(schema=schema.name))
@@ -212,9 +213,8 @@ def test_clean_after_the_race_demo_whose_burst_audits_its_own_tables():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_torture_run_audits_its_database_with_the_same_ledger_audit():
-    from energy.torture.check import ledger_violations
-
     from tests.test_cli import test_database_url
+    from torture.check import ledger_violations
 
     ledger()
     assert ledger_violations(test_database_url()) == []

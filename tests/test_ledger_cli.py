@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from energy.presenters.output import EXIT_CODES
 from energyctl.app import app
-from energyctl.output import EXIT_CODES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,7 +49,7 @@ def snapshot() -> dict:
     tables = {}
     with connection.cursor() as cursor:
         for table in ("energy_account", "energy_client", "energy_consumption"):
-            cursor.execute(f"SELECT * FROM {table} ORDER BY id")
+            cursor.execute(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - names from the line above
             tables[table] = cursor.fetchall()
     return tables
 

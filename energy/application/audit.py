@@ -118,7 +118,7 @@ def audit_ledger(*, schema: str | None = None) -> AuditReport:
     with database_guard(), connection.cursor() as cursor:
         cursor.execute(audit_sql(schema))
         columns = [column[0] for column in cursor.description]
-        rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
     violations = [Violation(row["account_id"], problem)
                   for row in rows if row["account_id"] is not None for problem in problems(row)]
     # One row at least: the totals, joined to each violating account's row (or to none).
