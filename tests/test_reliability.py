@@ -114,7 +114,8 @@ def _ledger(account):
     from energy.models import Account, Consumption
 
     return {"energy": Account.objects.get(pk=account).energy,
-            "records": list(Consumption.objects.filter(account_id=account).values_list("idempotency_key", "amount"))}
+            "records": list(Consumption.objects.filter(account_id=account).order_by("id")
+                            .values_list("idempotency_key", "amount"))}
 
 
 _COMMANDS = {"prepare": _prepare, "consume": _consume, "http": _http, "ledger": _ledger}
