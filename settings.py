@@ -65,6 +65,8 @@ SPECTACULAR_SETTINGS = {
     # The document is public: serving it reads no Authorization header at all.
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # A consume answers applied or replayed; a stored record is always applied.
+    "ENUM_NAME_OVERRIDES": {"OutcomeStatusEnum": ["applied", "replayed"], "AppliedStatusEnum": ["applied"]},
 }
 
 LOGGING = {

@@ -258,7 +258,8 @@ def test_schema_documents_every_endpoint_error_and_the_bearer_scheme(db):
         "type": "http", "scheme": "bearer", "description": document["components"]["securitySchemes"][
             "bearerAuth"]["description"]}
     paths = document["paths"]
-    assert set(paths) == {"/api/energy/consume/", "/api/energy/accounts/{account_id}/", "/healthz"}
+    assert set(paths) == {"/api/energy/consume/", "/api/energy/accounts/{account_id}/", "/healthz",
+                          "/api/energy/accounts/{account_id}/consumptions/", "/api/energy/consumptions/{key}/"}
     consume = paths["/api/energy/consume/"]["post"]
     assert set(consume["responses"]) == {"200", "201", "400", "401", "403", "404", "409", "415", "422", "503"}
     assert consume["security"] == [{"bearerAuth": []}]

@@ -1,25 +1,41 @@
-"""Reading the ledger over HTTP: an account's consumptions, paged newest first, and one's own key."""
+"""Reading the ledger over HTTP: an account's consumptions, paged newest first, and one's own key.
+
+Every request carries a client's token; 401 and 403 are checked to come as for every endpoint.
+"""
+
+import json
 
 import pytest
 from rest_framework.test import APIClient
 
+from energy.application.clients import add_client
 from energy.application.consume import consume
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def client():
-    return APIClient()
+def shop():
+    """A client allowed accounts 1 and 2, both scopes."""
+    return add_client(name="shop", accounts=[1, 2])
 
 
 @pytest.fixture
-def spent():
-    """Account 1 (100 energy) spent seven times, 1..7; account 2 untouched."""
-    from energy.application.accounts import seed_accounts
+def client(shop):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {shop.token}")
+    return api
 
-    seed_accounts(count=2, energy=100)
-    return [consume(account_id=1, amount=n, idempotency_key=f"k{n}") for n in range(1, 8)]
+
+@pytest.fixture
+def spent(shop):
+    """Account 1 (100 energy) spent seven times, 1..7, by the shop; accounts 2 and 3 untouched."""
+    from energy.application.accounts import seed_accounts
+    from energy.models import Client
+
+    seed_accounts(count=3, energy=100)
+    shop_id = Client.objects.get(name="shop").id
+    return [consume(account_id=1, amount=n, idempotency_key=f"k{n}", client_id=shop_id) for n in range(1, 8)]
 
 
 def consumptions(client, account="1", **params):
@@ -27,12 +43,15 @@ def consumptions(client, account="1", **params):
 
 
 def test_an_accounts_consumptions_newest_first_with_the_client_of_each(client, spent):
+    consume(account_id=1, amount=2, idempotency_key="by-the-operator")
+
     response = consumptions(client)
 
     assert response.status_code == 200, response.content
     body = response.json()
-    assert (body["account_id"], body["energy"], body["next"]) == (1, 72, None)
-    assert body["consumptions"] == [{**result.to_dict(), "client": "operator"} for result in reversed(spent)]
+    assert (body["account_id"], body["energy"], body["next"]) == (1, 70, None)
+    assert body["consumptions"][0]["client"] == "operator"
+    assert body["consumptions"][1:] == [{**result.to_dict(), "client": "shop"} for result in reversed(spent)]
 
 
 def test_pages_follow_the_next_link_without_gaps_or_repeats(client, spent):
@@ -49,7 +68,7 @@ def test_pages_follow_the_next_link_without_gaps_or_repeats(client, spent):
 
 
 @pytest.mark.parametrize("account, params, status, error", [
-    ("9", {}, 404, "account_not_found"),
+    ("2", {"before": "1"}, 400, "invalid_request"),  # consumption 1 is account 1's
     ("0", {}, 400, "invalid_request"),
     ("abc", {}, 400, "invalid_request"),
     ("1", {"limit": "0"}, 400, "invalid_request"),
@@ -65,13 +84,13 @@ def test_bad_account_or_page_is_the_contract_error(client, spent, account, param
     assert response.json()["error"] == error
 
 
-def test_a_cursor_from_another_account_is_refused(client, spent):
-    consume(account_id=2, amount=1, idempotency_key="other")
-    other = consume(account_id=2, amount=1, idempotency_key="other-2")
+def test_a_missing_account_on_the_allow_list_is_404(spent):
+    everything = APIClient()
+    everything.credentials(HTTP_AUTHORIZATION=f"Bearer {add_client(name='all', accounts=None).token}")
 
-    response = consumptions(client, "1", before=str(other.consumption_id))
+    response = consumptions(everything, "9")
 
-    assert response.status_code == 400 and "before" in response.json()["fields"]
+    assert response.status_code == 404 and response.json()["error"] == "account_not_found"
 
 
 def test_a_key_shows_its_original_result_as_applied(client, spent):
@@ -82,7 +101,10 @@ def test_a_key_shows_its_original_result_as_applied(client, spent):
 
 
 def test_a_key_with_a_slash_and_unicode_is_found(client, spent):
-    applied = consume(account_id=2, amount=4, idempotency_key="shop/ördér 17")
+    from energy.models import Client
+
+    applied = consume(account_id=2, amount=4, idempotency_key="shop/ördér 17",
+                      client_id=Client.objects.get(name="shop").id)
 
     response = client.get("/api/energy/consumptions/shop%2F%C3%B6rd%C3%A9r%2017/")
 
@@ -90,20 +112,22 @@ def test_a_key_with_a_slash_and_unicode_is_found(client, spent):
     assert response.json()["consumption_id"] == applied.consumption_id
 
 
-def test_an_unknown_key_is_404_key_not_found(client, spent):
-    response = client.get("/api/energy/consumptions/nope/")
+@pytest.mark.parametrize("key, status, error", [
+    ("nope", 404, "key_not_found"),
+    ("nul%00", 400, "invalid_request"),
+    ("k" * 256, 400, "invalid_request"),
+])
+def test_an_unknown_or_invalid_key_is_the_contract_error(client, spent, key, status, error):
+    response = client.get(f"/api/energy/consumptions/{key}/")
 
-    assert response.status_code == 404
-    assert response.json()["error"] == "key_not_found"
+    assert response.status_code == status, response.content
+    assert response.json()["error"] == error
 
 
 def test_another_clients_key_is_404_and_never_its_data(client, spent):
-    from energy.models import Client
+    consume(account_id=2, amount=9, idempotency_key="operator-only")
 
-    shop = Client.objects.create(name="shop", scopes=["consume", "read"], accounts=None)
-    consume(account_id=2, amount=9, idempotency_key="shop-only", client_id=shop.id)
-
-    response = client.get("/api/energy/consumptions/shop-only/")
+    response = client.get("/api/energy/consumptions/operator-only/")
 
     assert response.status_code == 404, response.content
     assert response.json()["error"] == "key_not_found" and "9" not in response.content.decode()
@@ -112,10 +136,102 @@ def test_another_clients_key_is_404_and_never_its_data(client, spent):
 def test_reads_change_nothing_and_refuse_writes(client, spent):
     from tests.test_ledger_cli import snapshot
 
-    before = snapshot()
+    def ledger():  # authentication itself notes the client's last_used_at; the ledger stays as it was
+        return {table: rows for table, rows in snapshot().items() if table != "energy_client"}
+
+    before = ledger()
     consumptions(client)
     client.get("/api/energy/consumptions/k1/")
     posted = client.post("/api/energy/consumptions/k1/", {}, format="json")
 
     assert posted.status_code == 405
-    assert snapshot() == before
+    assert ledger() == before
+
+
+# --- Who may read: 401, then 400, then 403 ---------------------------------------------------------
+
+PATHS = ["/api/energy/accounts/1/consumptions/", "/api/energy/consumptions/k1/"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("header", [None, "Bearer ect_" + "A" * 43, "Basic dXNlcjpwYXNz"], ids=["none", "unknown",
+                                                                                               "basic"])
+def test_without_a_valid_token_reads_are_401(spent, path, header):
+    headers = {"Authorization": header} if header else {}
+
+    response = APIClient().get(path, headers=headers)
+
+    assert response.status_code == 401, response.content
+    assert response.json()["error"] == "unauthenticated" and response.headers["WWW-Authenticate"] == "Bearer"
+    assert "k1" not in response.content.decode()
+
+
+def test_a_revoked_token_reads_nothing(client, spent):
+    from energy.application.clients import revoke_client
+
+    revoke_client(name="shop")
+
+    assert [client.get(path).status_code for path in PATHS] == [401, 401]
+
+
+def test_a_consume_only_client_cannot_read(spent):
+    from energy.models import Client
+
+    Client.objects.filter(name="shop").update(scopes=["consume"])
+    token = add_client(name="writer", accounts=[1]).token
+    Client.objects.filter(name="writer").update(scopes=["consume"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    for path in PATHS:
+        response = api.get(path)
+        assert response.status_code in (403, 404), response.content
+    assert api.get(PATHS[0]).json()["error"] == "forbidden"
+
+
+def test_a_read_only_client_reads(spent):
+    token = add_client(name="meter", accounts=None, read_only=True).token
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert api.get(PATHS[0]).status_code == 200
+
+
+@pytest.mark.parametrize("account", ["3", "9"], ids=["exists", "missing"])
+def test_an_account_outside_the_allow_list_is_403_whether_or_not_it_exists(client, spent, account):
+    response = consumptions(client, account)
+
+    assert response.status_code == 403, response.content
+    assert response.json()["error"] == "forbidden" and "energy" not in response.json()
+
+
+def test_400_comes_before_403(client, spent):
+    response = consumptions(client, "3", limit="0")
+
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+def test_an_own_key_on_an_account_no_longer_allowed_is_403(client, spent):
+    from energy.models import Client
+
+    Client.objects.filter(name="shop").update(accounts=[2])
+
+    response = client.get("/api/energy/consumptions/k1/")
+
+    assert response.status_code == 403, response.content
+    assert response.json()["error"] == "forbidden" and "balance_after" not in response.json()
+
+
+def test_the_schema_documents_both_reads_with_their_errors(db):
+    from drf_spectacular.validation import validate_schema
+
+    document = json.loads(APIClient().get("/api/schema/").content)
+    validate_schema(document)
+    history = document["paths"]["/api/energy/accounts/{account_id}/consumptions/"]["get"]
+    record = document["paths"]["/api/energy/consumptions/{key}/"]["get"]
+
+    assert set(history["responses"]) == {"200", "400", "401", "403", "404", "503"}
+    assert set(record["responses"]) == {"200", "400", "401", "403", "404", "503"}
+    assert history["security"] == record["security"] == [{"bearerAuth": []}]
+    assert {p["name"] for p in history["parameters"]} == {"account_id", "limit", "before"}
+    assert "key_not_found" in json.dumps(document["components"]["schemas"])

@@ -1,51 +1,68 @@
 """Thin HTTP adapter for reading the ledger: validate, call one use case, serialize, respond.
 
-An account's consumptions are paged with a cursor, not an offset: ``before`` is the id of the
-last consumption of the previous page and the response's ``next`` is the link to the next
-page (null on the last). New consumptions arriving between two requests then neither shift
-nor repeat entries, and a deep page costs an index seek, not a scan of everything skipped.
+Both need scope ``read``. An account's consumptions are paged with a cursor, not an offset:
+``before`` is the id of the last consumption of the previous page and the response's ``next``
+is the link to the next page (null on the last). New consumptions arriving between two
+requests then neither shift nor repeat entries, and a deep page costs an index seek, not a
+scan of everything skipped.
+
+A key is looked up in the calling client's own key space only, so another client's key is a
+404 like a key nobody sent. The account the allow-list is checked on is the record's: it is
+known only once the record is found, so a client's own missing key is a 404 before any 403.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from energy.application.ledger import DEFAULT_HISTORY_LIMIT, account_history, get_record
+from energy.domain.clients import READ
 from energy.domain.requests import check_page_limit, parse_account_id, parse_idempotency_key, parse_positive_int
-from energy.models import OPERATOR_CLIENT_ID, Client
+from energy.http import schema
+from energy.views import ClientView
 
 
-class AccountConsumptionsView(APIView):
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of an account's consumptions, as asked for."""
+
+    account_id: int
+    limit: int
+    before: int | None
+
+
+class AccountConsumptionsView(ClientView):
+    required_scope = READ
+
+    def validated(self, request, account_id: str):
+        params = request.query_params
+        limit = check_page_limit(parse_positive_int(params.get("limit", str(DEFAULT_HISTORY_LIMIT)), "limit"))
+        before = params.get("before")
+        return HistoryPage(parse_account_id(account_id), limit,
+                           parse_positive_int(before, "before") if before is not None else None)
+
+    @extend_schema(**schema.ACCOUNT_CONSUMPTIONS)
     def get(self, request, account_id: str):
-        account = parse_account_id(account_id)
-        limit, before = _page(request.query_params)
-        history = account_history(account_id=account, limit=limit, before=before)
-        body = {**history.to_dict(), "next": _next_link(request, history, limit)}
-        return Response(body)
+        page = self.subject
+        history = account_history(account_id=page.account_id, limit=page.limit, before=page.before)
+        return Response({**history.to_dict(), "next": _next_link(request, history, page.limit)})
 
 
-class ConsumptionView(APIView):
+class ConsumptionView(ClientView):
+    required_scope = READ
+
+    def validated(self, request, key: str):
+        # The subject is the record itself, found in the caller's key space (404 if absent);
+        # its account_id is what the allow-list is checked on.
+        return get_record(client_id=request.auth.client_id, idempotency_key=parse_idempotency_key(key))
+
+    @extend_schema(**schema.CONSUMPTION)
     def get(self, request, key: str):
-        checked = parse_idempotency_key(key)
-        record = get_record(client_id=calling_client_id(request), idempotency_key=checked)
-        return Response(record.to_dict())
-
-
-def calling_client_id(request) -> int:
-    """The client whose key space a request reads: the authenticated one."""
-    for candidate in (request.auth, request.user):
-        if isinstance(candidate, Client):
-            return candidate.id
-    return OPERATOR_CLIENT_ID
-
-
-def _page(params) -> tuple[int, int | None]:
-    limit = check_page_limit(parse_positive_int(params.get("limit", str(DEFAULT_HISTORY_LIMIT)), "limit"))
-    before = params.get("before")
-    return limit, (parse_positive_int(before, "before") if before is not None else None)
+        return Response(self.subject.to_dict())
 
 
 def _next_link(request, history, limit: int) -> str | None:

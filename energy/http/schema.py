@@ -8,7 +8,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from energy.domain.requests import MAX_INT64, MAX_KEY_LENGTH
+from energy.domain.requests import MAX_INT64, MAX_KEY_LENGTH, MAX_PAGE_LIMIT
 from energy.http.errors import HTTP_STATUS
 
 
@@ -37,6 +37,22 @@ class ConsumeResult(serializers.Serializer):
     idempotency_key = serializers.CharField()
     balance_after = serializers.IntegerField()
     created_at = serializers.DateTimeField()
+
+
+class LedgerEntry(ConsumeResult):
+    status = serializers.ChoiceField(choices=["applied"])
+    client = serializers.CharField(help_text="The client whose key it was.")
+
+
+class AccountHistory(serializers.Serializer):
+    account_id = serializers.IntegerField()
+    energy = serializers.IntegerField()
+    consumptions = LedgerEntry(many=True, help_text="Newest first: in the order they were applied.")
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page, or null on the last.")
+
+
+class StoredRecord(ConsumeResult):
+    status = serializers.ChoiceField(choices=["applied"])
 
 
 class Balance(serializers.Serializer):
@@ -103,4 +119,30 @@ HEALTH = {
     "description": "200 when the database answers `SELECT 1`, else 503 with Retry-After.",
     "auth": [],
     "responses": {200: Health, 503: UNAVAILABLE},
+}
+
+ACCOUNT_CONSUMPTIONS = {
+    "summary": "An account's consumptions, newest first, a page at a time",
+    "description": "Needs scope `read` and the account on the client's allow-list. Pages follow a cursor: "
+                   "`next` links to the older ones (`before` = the last consumption id shown).",
+    "parameters": [
+        OpenApiParameter("account_id", int, OpenApiParameter.PATH, description="A positive integer."),
+        OpenApiParameter("limit", int, OpenApiParameter.QUERY, required=False,
+                         description=f"Consumptions per page, 1 to {MAX_PAGE_LIMIT} (default 20)."),
+        OpenApiParameter("before", int, OpenApiParameter.QUERY, required=False,
+                         description="Only consumptions older than this one of the account (from `next`)."),
+    ],
+    "responses": {200: AccountHistory, 400: INVALID, 401: UNAUTHENTICATED, 403: FORBIDDEN,
+                  404: _error("account_not_found"), 503: UNAVAILABLE},
+}
+
+CONSUMPTION = {
+    "summary": "The stored record of one of this client's own idempotency keys; changes nothing",
+    "description": "Needs scope `read`; the record's account must be on the client's allow-list. Another "
+                   "client's key is a 404, like a key nobody sent.",
+    "parameters": [OpenApiParameter("key", str, OpenApiParameter.PATH,
+                                    description="The idempotency key, URL-encoded (a `/` as `%2F`).")],
+    "responses": {200: StoredRecord, 400: INVALID, 401: UNAUTHENTICATED, 403: FORBIDDEN,
+                  404: _error("key_not_found: this client has applied no request under this key"),
+                  503: UNAVAILABLE},
 }
