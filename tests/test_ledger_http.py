@@ -174,19 +174,15 @@ def test_a_revoked_token_reads_nothing(client, spent):
     assert [client.get(path).status_code for path in PATHS] == [401, 401]
 
 
-def test_a_consume_only_client_cannot_read(spent):
+def test_a_client_without_scope_read_is_403_even_for_its_own_keys(client, spent):
     from energy.models import Client
 
     Client.objects.filter(name="shop").update(scopes=["consume"])
-    token = add_client(name="writer", accounts=[1]).token
-    Client.objects.filter(name="writer").update(scopes=["consume"])
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
 
-    for path in PATHS:
-        response = api.get(path)
-        assert response.status_code in (403, 404), response.content
-    assert api.get(PATHS[0]).json()["error"] == "forbidden"
+    for path in [*PATHS, "/api/energy/consumptions/never-sent/"]:
+        response = client.get(path)
+        assert response.status_code == 403, (path, response.content)
+        assert response.json()["error"] == "forbidden" and "balance_after" not in response.json()
 
 
 def test_a_read_only_client_reads(spent):

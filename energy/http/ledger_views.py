@@ -23,6 +23,7 @@ from energy.application.ledger import DEFAULT_HISTORY_LIMIT, account_history, ge
 from energy.domain.clients import READ
 from energy.domain.requests import check_page_limit, parse_account_id, parse_idempotency_key, parse_positive_int
 from energy.http import schema
+from energy.http.auth import HasScope
 from energy.views import ClientView
 
 
@@ -56,9 +57,14 @@ class ConsumptionView(ClientView):
     required_scope = READ
 
     def validated(self, request, key: str):
+        checked = parse_idempotency_key(key)
+        # The lookup below is a read: a client without the scope is refused before it, so
+        # the answer never depends on what it holds.
+        if not request.auth.may(self.required_scope):
+            self.permission_denied(request, message=HasScope.message)
         # The subject is the record itself, found in the caller's key space (404 if absent);
         # its account_id is what the allow-list is checked on.
-        return get_record(client_id=request.auth.client_id, idempotency_key=parse_idempotency_key(key))
+        return get_record(client_id=request.auth.client_id, idempotency_key=checked)
 
     @extend_schema(**schema.CONSUMPTION)
     def get(self, request, key: str):
