@@ -1,10 +1,10 @@
-"""What the clients migrations (0002, 0003) cost on a populated database, and what they block.
+"""What the migrations since 0001 (0002, 0003, 0004) cost on a populated database, and what they block.
 
     python -m benchmarks.migration_cost [--rows 1000000] [--accounts 1000]
 
 Makes a database of its own next to the configured one (``<name>_migration``, dropped and
-recreated), migrates it to 0001, fills it with ``--rows`` consumptions, then applies 0002
-and 0003 one at a time while a probe connection keeps working the way code written for
+recreated), migrates it to 0001, fills it with ``--rows`` consumptions, then applies 0002,
+0003 and 0004 one at a time while a probe connection keeps working the way code written for
 the old schema would: every 10 ms it reads a balance, updates an account and inserts a
 consumption. Prints the seconds each migration took and the longest the probe waited.
 """
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     target = _old_database(database)
     _populate(target, args.rows, args.accounts)
     report = {"rows": args.rows, "accounts": args.accounts, "migrations": [
-        _measure(target, migration) for migration in ("0002", "0003")]}
+        _measure(target, migration) for migration in ("0002", "0003", "0004")]}
     if args.json:
         print(json.dumps(report))
     else:
