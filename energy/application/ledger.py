@@ -16,13 +16,16 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from energy.application.consume import APPLIED, RECORD_FIELDS, ConsumeResult, earlier_record
+from energy.application.consume import ConsumeResult, earlier_record
 from energy.application.guard import database_guard
+from energy.domain.decision import Record
 from energy.domain.exceptions import AccountNotFound, InvalidRequest, KeyNotFound
 from energy.domain.requests import check_page_limit
 from energy.models import Account, Consumption
 
 DEFAULT_HISTORY_LIMIT = 20
+# A Record's fields as the consumption table's columns, in the Record's order.
+_RECORD_COLUMNS = tuple("id" if field == "consumption_id" else field for field in Record._fields)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def get_record(*, client_id: int, idempotency_key: str) -> ConsumeResult:
         record = earlier_record(client_id, idempotency_key)
     if record is None:
         raise KeyNotFound(idempotency_key)
-    return ConsumeResult.from_record(record, APPLIED)
+    return ConsumeResult.applied(record)
 
 
 def account_history(*, account_id: int, limit: int = DEFAULT_HISTORY_LIMIT, before: int | None = None) -> History:
@@ -66,7 +69,7 @@ def account_history(*, account_id: int, limit: int = DEFAULT_HISTORY_LIMIT, befo
         if energy is None:
             raise AccountNotFound(account_id)
         rows = _newest_first(account_id, before)[:limit + 1]
-        entries = [Entry(ConsumeResult.from_record(row[:-1], APPLIED), row[-1]) for row in rows]
+        entries = [Entry(ConsumeResult.applied(Record(*row[:-1])), row[-1]) for row in rows]
     return History(account_id, energy, entries[:limit], more=len(entries) > limit)
 
 
@@ -78,7 +81,7 @@ def _newest_first(account_id: int, before: int | None):
             raise InvalidRequest({"before": f"account {account_id} has no consumption {before}"})
         # Older than ``before``: a higher balance_after, or the same one with a lower id.
         records = records.filter(balance_after__gte=after).exclude(balance_after=after, id__gte=before)
-    return records.order_by("balance_after", "-id").values_list(*RECORD_FIELDS, "client__name")
+    return records.order_by("balance_after", "-id").values_list(*_RECORD_COLUMNS, "client__name")
 
 
 @contextmanager
