@@ -7,6 +7,7 @@ ENERGYCTL_DEBUG         "1" turns Django's debug mode on (never in production)
 ENERGYCTL_ALLOWED_HOSTS comma-separated host names the HTTP API answers to
 ENERGYCTL_LOG_LEVEL     level of the energy.* loggers (default INFO)
 ENERGYCTL_LOG_FORMAT    "json" for one JSON object per log record, else plain text
+ENERGYCTL_CONN_MAX_AGE  seconds a server keeps a database connection across requests (default 600)
 """
 
 import os
@@ -30,6 +31,12 @@ ROOT_URLCONF = "energy.urls"
 WSGI_APPLICATION = "energy.wsgi.application"
 
 DATABASES = {"default": database_settings(os.environ.get("DATABASE_URL"))}
+# Connections outlive requests: opening one (and preparing its statements again) cost more
+# than the whole consume. Before a request reuses one, Django checks it with a round trip,
+# so after a database restart the stale connection is replaced instead of failing a request.
+# Django's pool was measured too and spent more CPU per request (README, Performance).
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("ENERGYCTL_CONN_MAX_AGE", "600"))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True

@@ -1,28 +1,20 @@
-"""``energyctl migrate`` and ``energyctl serve``: the schema, and the HTTP API behind gunicorn."""
+"""``energyctl migrate`` and ``energyctl serve``: the schema, and the HTTP API (see http_server)."""
 
 from __future__ import annotations
 
 import os
-import sys
 
 import typer
 
 from energy.domain.exceptions import EnergyError, Unavailable
 from energy.presenters.output import EXIT_CODES, EXIT_CONFIG, Output
 from energy.redact import redact_url
-
-# Seconds gunicorn lets one request run before it replaces the worker; every statement is
-# already bounded by the database's statement_timeout, so this only catches a stuck worker.
-WORKER_TIMEOUT_S = 60
-# gunicorn's default access log names the user of a Basic Authorization header (%(u)s; a
-# client sending its token that way would have it logged), the query string (%(r)s) and
-# the referrer (%(f)s). None of them is logged: only the path, never a header's value.
-ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s "%(a)s"'
+from energyctl.http_server import DEFAULT_THREADS
 
 
 def register(app: typer.Typer) -> None:
     app.command(epilog="Example: DATABASE_URL=postgresql://app@db/energy energyctl migrate")(migrate)
-    app.command(epilog="Example: energyctl serve --port 8000 --workers 4")(serve)
+    app.command(epilog="Example: energyctl serve --port 8000")(serve)
 
 
 def migrate() -> None:
@@ -48,14 +40,18 @@ def migrate() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", envvar="ENERGYCTL_HOST", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", envvar="ENERGYCTL_PORT", min=1, max=65535, help="TCP port."),
-    workers: int = typer.Option(None, "--workers", envvar="ENERGYCTL_WORKERS", min=1, max=64, show_default=False,
-                                help="Worker processes, each serving one request at a time [default: 2 x CPUs + 1]."),
+    workers: int = typer.Option(1, "--workers", envvar="ENERGYCTL_WORKERS", min=1, max=64,
+                                help="Processes sharing the port; more only pay off with more CPU cores."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", envvar="ENERGYCTL_THREADS", min=1, max=256,
+                                help="Threads per process running requests (each keeps one database connection)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", envvar="ENERGYCTL_ACCESS_LOG",
+                                    help="One log line per request on stderr."),
     production: bool = typer.Option(False, "--production", show_default=False,
                                     help="Refuse to start without ENERGYCTL_SECRET_KEY or with debug on "
                                          "(also when ENERGYCTL_ENV=production)."),
     debug: bool = typer.Option(False, "--debug", help="Django debug mode: detailed error pages. Never in production."),
 ) -> None:
-    """Serve the HTTP API (POST /api/energy/consume/, GET /api/energy/accounts/<id>/) with gunicorn."""
+    """Serve the HTTP API (POST /api/energy/consume/, GET /api/energy/accounts/<id>/) with waitress."""
     out = Output()
     production = production or os.environ.get("ENERGYCTL_ENV") == "production"
     if debug:
@@ -71,29 +67,21 @@ def serve(
         prepare_database()
     except EnergyError as exc:
         raise typer.Exit(out.fail(exc)) from None
-    workers = workers or min(2 * (os.cpu_count() or 1) + 1, 9)
-    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    out.note(f"Serving the energyctl HTTP API on http://{bind} with {workers} workers, "
+    from energyctl import http_server
+
+    try:
+        sock = http_server.listen(host, port)
+    except OSError as exc:
+        raise typer.Exit(out.problem("configuration", f"cannot listen on {host}:{port}: {exc.strerror}", None,
+                                     EXIT_CONFIG)) from None
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    out.note(f"Serving the energyctl HTTP API on http://{shown} with {workers} process(es) x {threads} threads, "
              f"database {describe_database()}.")
     from django.db import connections
 
+    # Worker processes must not share the connection the schema check opened.
     connections.close_all()
-    argv = [sys.executable, "-m", "gunicorn", "energy.wsgi:application", "--bind", bind,
-            "--workers", str(workers), "--timeout", str(WORKER_TIMEOUT_S), "--log-level", "info",
-            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--error-logfile", "-",
-            *_without_control_socket()]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, argv)
-
-
-def _without_control_socket() -> list[str]:
-    """Newer gunicorns open a control socket at one fixed path in $HOME, which two servers
-    would fight over; nothing here uses it."""
-    from gunicorn.config import KNOWN_SETTINGS
-
-    known = any("--no-control-socket" in (setting.cli or []) for setting in KNOWN_SETTINGS)
-    return ["--no-control-socket"] if known else []
+    http_server.run(sock, processes=workers, threads=threads, access=access_log)
 
 
 def production_refusal() -> str | None:

@@ -371,7 +371,7 @@ def test_a_newcomer_needs_no_setup_the_embedded_server_starts_and_migrates_itsel
     assert after["running"] is False
 
 
-def test_serve_answers_http_requests_with_gunicorn(accounts):
+def test_serve_answers_http_requests(accounts):
     import os
     import signal
     import socket
