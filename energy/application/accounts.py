@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 
 from energy.application.guard import database_guard
+from energy.application.statistics import after_seed
 from energy.domain.exceptions import AccountNotFound, InvalidRequest
 from energy.domain.requests import MAX_INT64
 from energy.models import Account
@@ -56,6 +57,9 @@ def seed_accounts(*, count: int, energy: int, progress=None) -> SeedResult:
             if progress is not None:
                 progress(stop - start)
         _advance_id_sequence()
+    with database_guard():
+        # New rows on fresh tables: give the planner statistics now, not when autovacuum wakes.
+        after_seed()
     return SeedResult(accounts=count, created=count - before, energy=energy)
 
 

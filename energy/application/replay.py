@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from energy.application.batch import consume_many
+from energy.application.statistics import GrowthWatch
 from energy.domain.exceptions import EnergyError, InvalidRequest, Unavailable
 from energy.domain.requests import ConsumeRequest
 from energy.models import OPERATOR_CLIENT_ID
@@ -119,6 +120,7 @@ def replay_lines(
     started = time.perf_counter()
     sender = _Sender(summary, on_failure, client_id, retry_for, on_waiting)
     pending: list[tuple[int, ConsumeRequest]] = []
+    growth = GrowthWatch(minimum=chunk_size)
     try:
         for number, raw in enumerate(lines, start=1):
             if not raw.strip():
@@ -133,11 +135,11 @@ def replay_lines(
                 continue
             pending.append((number, request))
             if len(pending) >= chunk_size:
-                sender.send(pending)
+                _send(sender, pending, summary, growth)
                 pending = []
                 _report(summary, started, on_progress)
         if pending:
-            sender.send(pending)
+            _send(sender, pending, summary, growth)
         _report(summary, started, on_progress)
     except KeyboardInterrupt:
         summary.seconds = time.perf_counter() - started
@@ -151,6 +153,12 @@ def _parse(raw: bytes | str) -> ConsumeRequest:
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest({"body": f"is not valid JSON ({_first_line(exc)})"}) from None
     return ConsumeRequest.from_json(data)
+
+
+def _send(sender: "_Sender", pending, summary: ReplaySummary, growth: GrowthWatch) -> None:
+    applied_before = summary.counts["applied"]
+    sender.send(pending)
+    growth.recorded(summary.counts["applied"] - applied_before)
 
 
 class _Sender:
