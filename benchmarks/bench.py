@@ -1,6 +1,6 @@
 """Benchmark: the consume path next to pgbench on the same server, with invariants checked after each run.
 
-    python -m benchmarks.bench [--seconds 10] [--processes 8] [--only hot,spread] [--json]
+    python -m benchmarks.bench [--seconds 10] [--processes 8] [--only hot,spread,http,replay] [--json]
 
 Runs on the configured database server (DATABASE_URL, else the embedded PostgreSQL) in a
 database of its own (``<name>_bench``, dropped and recreated), so real data is untouched.
@@ -15,15 +15,20 @@ import json
 import statistics
 import sys
 
-from benchmarks import clients, database, pgbench
-from benchmarks.workloads import Workload, by_name
+from contextlib import contextmanager
+
+from benchmarks import clients, database, http_api, pgbench, replay_e2e
+from benchmarks.workloads import REPLAYED_TARGET_RATIO, WORKLOADS, Workload, by_name
 
 CONSUME_ENGINE = "energyctl consume"
 BULK_ENGINE = "energyctl consume_many"
+REPLAY_ENGINE = "energyctl replay FILE (fresh database)"
+REPLAY_AGAIN_ENGINE = "energyctl replay FILE again (all replayed)"
+WORKLOAD_NAMES = ",".join(w.name for w in WORKLOADS)
 
 
 def run(*, seconds: int = 10, processes: int = 8, only: list[str] | None = None, rounds: int = 2,
-        progress=None) -> dict:
+        replay_lines: int = replay_e2e.LINES, progress=None) -> dict:
     from energy.standalone import setup_django
 
     setup_django()
@@ -38,10 +43,15 @@ def run(*, seconds: int = 10, processes: int = 8, only: list[str] | None = None,
         "rounds": rounds,
         "processes": processes,
         "pgbench_protocol": pgbench.PROTOCOL,
+        "http_client": http_api.engine_name() if any(w.kind == "http" for w in workloads) else None,
         "workloads": [],
     }
     for workload in workloads:
-        report["workloads"].append(_run_workload(target, workload, processes, seconds, rounds, progress))
+        if workload.kind == "replay":
+            result = _run_replay(target, workload, seconds, replay_lines, progress)
+        else:
+            result = _run_workload(target, workload, processes, seconds, rounds, progress)
+        report["workloads"].append(result)
     report["ok"] = all(row["ok"] for w in report["workloads"] for row in w["rows"])
     return report
 
@@ -49,32 +59,85 @@ def run(*, seconds: int = 10, processes: int = 8, only: list[str] | None = None,
 def _run_workload(target, workload: Workload, requested: int, seconds: int, rounds: int, progress) -> dict:
     """Every engine runs ``rounds`` slices, interleaved, so a noisy minute hurts them all alike."""
     n = workload.processes(requested)
-    engines = [(BULK_ENGINE if workload.bulk else CONSUME_ENGINE, None)] + [(b.engine, b) for b in workload.pgbench]
-    slices = {engine: [] for engine, _ in engines}
-    for _ in range(rounds):
-        for engine, bench in engines:
-            if progress:
-                progress(f"{workload.name}: {engine}, {n} processes, {seconds // rounds} s")
-            database.reset(target, workload.accounts)
-            if bench is None:
-                measured = clients.run(target.name, workload, n, seconds // rounds)
-                problems = database.check_invariants(target, measured["outcomes"].get("applied", 0))
-            else:
-                script = _script(bench.script, workload.accounts)
-                measured = pgbench.run(target, script, n, seconds // rounds, bench.requests_per_tx)
-                problems = database.check_invariants(target)
-            measured["errors"] = measured["errors"] + problems
-            slices[engine].append(measured)
+    with _own_engine(target, workload, n) as (own_name, own):
+        engines = [(own_name, own)] + [(b.engine, _pgbench_engine(target, b, workload, n)) for b in workload.pgbench]
+        slices = {engine: [] for engine, _ in engines}
+        for _ in range(rounds):
+            for engine, measure in engines:
+                if progress:
+                    progress(f"{workload.name}: {engine}, {n} processes, {seconds // rounds} s")
+                database.reset(target, workload.accounts)
+                slices[engine].append(measure(seconds // rounds))
     rows = [_row(engine, n, _merged(slices[engine]), []) for engine, _ in engines]
-    reference = rows[1]["ops_per_s"] if len(rows) > 1 else 0
+    return _with_ratios(workload, n, rows)
+
+
+@contextmanager
+def _own_engine(target, workload: Workload, n: int):
+    """(name, measure(seconds)) of the project's side of a workload, set up for the whole workload."""
+    if workload.kind == "http":
+        url = http_api.database_url(target)
+        token = http_api.client_token(url, f"bench-{workload.name}")
+        with http_api.served(url) as port:
+            yield http_api.engine_name(), lambda secs: _checked_http(target, workload, port, n, secs, token)
+        return
+
+    def measure(secs):
+        measured = clients.run(target.name, workload, n, secs)
+        measured["errors"] = measured["errors"] + database.check_invariants(
+            target, measured["outcomes"].get("applied", 0))
+        return measured
+
+    yield (BULK_ENGINE if workload.bulk else CONSUME_ENGINE), measure
+
+
+def _checked_http(target, workload: Workload, port: int, n: int, seconds: int, token: str | None) -> dict:
+    measured = http_api.measure(port, accounts=workload.accounts, connections=n, seconds=seconds,
+                                prefix=workload.name, token=token)
+    unexpected = {k: v for k, v in measured["outcomes"].items() if k not in ("applied", "replayed")}
+    if unexpected:
+        measured["errors"].append(f"answers other than 201/200: {unexpected}")
+    measured["errors"] += database.check_invariants(target, measured.pop("applied"), in_flight=n)
+    return measured
+
+
+def _pgbench_engine(target, bench, workload: Workload, n: int):
+    script = _script(bench.script, workload.accounts)
+
+    def measure(secs):
+        measured = pgbench.run(target, script, n, secs, bench.requests_per_tx)
+        measured["errors"] = measured["errors"] + database.check_invariants(target)
+        return measured
+
+    return measure
+
+
+def _run_replay(target, workload: Workload, seconds: int, lines: int, progress) -> dict:
+    """The file replayed on a fresh database, then again, next to pgbench at one client."""
+    if progress:
+        progress(f"{workload.name}: energyctl replay of {lines:,} lines, fresh database, then again")
+    first, again = replay_e2e.run_case(target, workload.accounts, lines, workload.name)
+    bench = workload.pgbench[0]
+    if progress:
+        progress(f"{workload.name}: {bench.engine}, {seconds} s")
+    database.reset(target, workload.accounts)
+    reference = _pgbench_engine(target, bench, workload, 1)(seconds)
+    rows = [_row(REPLAY_ENGINE, 1, first, []), _row(REPLAY_AGAIN_ENGINE, 1, again, []),
+            _row(bench.engine, 1, reference, [])]
+    return _with_ratios(workload, 1, rows, reference_index=2)
+
+
+def _with_ratios(workload: Workload, n: int, rows: list[dict], reference_index: int = 1) -> dict:
+    reference = rows[reference_index]["ops_per_s"] if len(rows) > reference_index else 0
     for row in rows:
         row["ratio"] = round(row["ops_per_s"] / reference, 2) if reference else None
     ratio = rows[0]["ratio"]
     return {
         "name": workload.name,
-        "title": workload.title.replace("N processes", f"{n} processes"),
+        "title": workload.title.replace("N processes", f"{n} processes").replace("N connections",
+                                                                                 f"{n} connections"),
         "processes": n,
-        "reference": rows[1]["engine"] if len(rows) > 1 else None,
+        "reference": rows[reference_index]["engine"] if len(rows) > reference_index else None,
         "target_ratio": workload.target_ratio,
         "target_met": None if workload.target_ratio is None or ratio is None else ratio >= workload.target_ratio,
         "rows": rows,
@@ -159,6 +222,13 @@ def render(report: dict, console) -> None:
             verdict = "met" if workload["target_met"] else "not met"
             console.print(f"{workload['name']}: {workload['rows'][0]['ratio']}x {workload['reference']} "
                           f"(target {workload['target_ratio']}x): {verdict}")
+        if workload["name"] == "replay":
+            again = workload["rows"][1]["ratio"]
+            verdict = "met" if again is not None and again >= REPLAYED_TARGET_RATIO else "not met"
+            console.print(f"replay, all replayed: {again}x {workload['reference']} "
+                          f"(target {REPLAYED_TARGET_RATIO}x): {verdict}")
+    if report.get("http_client"):
+        console.print(f"HTTP load: {report['http_client']}")
 
 
 def _ms(value: float | None) -> str:
@@ -171,11 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=8, help="processes / pgbench clients (default 8)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved slices each engine's time is split into (default 2)")
-    parser.add_argument("--only", default="", help="comma-separated workloads: single,hot,spread,storm,bulk")
+    parser.add_argument("--only", default="", help=f"comma-separated workloads: {WORKLOAD_NAMES}")
+    parser.add_argument("--replay-lines", type=int, default=replay_e2e.LINES,
+                        help=f"lines of each end-to-end replay file (default {replay_e2e.LINES:,})")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args(argv)
-    if args.seconds < 1 or args.processes < 1:
-        parser.error("--seconds and --processes must be at least 1")
+    if args.seconds < 1 or args.processes < 1 or args.replay_lines < 1:
+        parser.error("--seconds, --processes and --replay-lines must be at least 1")
     from rich.console import Console
 
     err = Console(stderr=True)
@@ -185,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     report = run(seconds=args.seconds, processes=args.processes, only=only, rounds=args.rounds,
-                 progress=None if args.json else lambda text: err.print(f"[dim]{text}[/dim]"))
+                 replay_lines=args.replay_lines, progress=None if args.json else lambda text: err.print(f"[dim]{text}[/dim]"))
     if args.json:
         print(json.dumps(report))
     else:

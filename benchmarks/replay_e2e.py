@@ -29,9 +29,11 @@ from benchmarks import scripts
 # Rich enough that no line of any file ends in insufficient_energy.
 START_ENERGY = 10**9
 PGBENCH_SECONDS = 5
+# Lines of a benchmark file, as a user's first big replay.
+LINES = 20_000
 
 
-def write_requests(path: Path, lines: int, accounts: int, seed: int) -> None:
+def write_requests(path: Path, lines: int, accounts: int, seed: int | str) -> None:
     rng = random.Random(seed)
     with path.open("w") as out:
         for n in range(lines):
@@ -140,6 +142,54 @@ def run(lines: int, accounts: int, rounds: int, progress=None) -> dict:
     }
 
 
+def run_case(target, accounts: int, lines: int, seed: int | str) -> list[dict]:
+    """For ``energyctl bench``: the file replayed on a fresh database, then again, as two bench rows.
+
+    ``target`` is the bench's own database, dropped and made again here, migrated and seeded
+    by the installed script; each row has the shape the bench's other engines return.
+    """
+    from benchmarks import database
+    from benchmarks.http_api import database_url
+
+    url = database_url(target)
+    database.recreate(target)
+    for args in (("migrate",), ("seed", "--accounts", str(accounts), "--energy", str(database.START_ENERGY))):
+        _, done = energyctl(url, *args)
+        if done.returncode != 0:
+            raise RuntimeError(f"energyctl {args[0]} failed: {done.stderr.strip()}")
+    with tempfile.TemporaryDirectory(prefix="energyctl-replay-bench-") as tmp:
+        path = Path(tmp) / "requests.jsonl"
+        write_requests(path, lines, accounts, seed)
+        first = _bench_row(url, path, "applied", lines)
+        first["errors"] += database.check_invariants(target, first["outcomes"].get("applied", 0))
+        again = _bench_row(url, path, "replayed", lines)
+        again["errors"] += database.check_invariants(target, first["outcomes"].get("applied", 0))
+    return [first, again]
+
+
+def _bench_row(url: str, path: Path, expected: str, lines: int) -> dict:
+    import resource
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = children_cpu()
+    elapsed, done = energyctl(url, "replay", str(path), "--json")
+    cpu = children_cpu() - before
+    summary = json.loads(done.stdout) if done.stdout.strip() else {}
+    outcomes = {k: v for k, v in summary.items() if k not in ("total", "seconds") and v}
+    errors = [] if done.returncode == 0 else [
+        f"energyctl replay exited {done.returncode}: {done.stderr.strip()[-300:]}"]
+    if outcomes.get(expected) != lines:
+        errors.append(f"{outcomes} instead of {lines} {expected}")
+    total = summary.get("total", 0)
+    # One figure per line: the whole process's time shared by its lines.
+    latencies = [elapsed / total] * total if total else []
+    return {"ops": total, "elapsed": elapsed, "cpu_seconds": cpu, "latencies": latencies, "outcomes": outcomes,
+            "errors": errors}
+
+
 def _fresh_database(cluster, round_number: int):
     """A new database on the throwaway cluster, so every round starts from empty, unanalysed tables."""
     import psycopg
@@ -157,7 +207,7 @@ def _fresh_database(cluster, round_number: int):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.replay_e2e", description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=20_000, help="requests in the file (default 20000)")
+    parser.add_argument("--lines", type=int, default=LINES, help=f"requests in the file (default {LINES})")
     parser.add_argument("--accounts", type=int, default=1_000, help="accounts they spread over (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="fresh databases to run on; medians (default 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")

@@ -9,6 +9,8 @@ from typing import Iterator
 from benchmarks import scripts
 
 SPREAD_ACCOUNTS = 10_000
+# Accounts of the HTTP and end-to-end replay workloads, as a new user would try them.
+API_ACCOUNTS = 1_000
 # Requests per consume_many call in the bulk workload, as a replay file would be read.
 BULK_CHUNK = 1_000
 # Share of the bulk list that repeats a key sent earlier in the same list.
@@ -32,6 +34,9 @@ class Workload:
     target_ratio: float | None
     pgbench: tuple[PgbenchRun, ...] = field(default_factory=tuple)
     bulk: bool = False
+    # How the project's side runs: "use case" (consume in N processes), "http" (energyctl
+    # serve driven over N connections) or "replay" (energyctl replay FILE as a process).
+    kind: str = "use case"
 
     def processes(self, requested: int) -> int:
         return requested if self.many_processes else 1
@@ -39,6 +44,7 @@ class Workload:
 
 CASE = PgbenchRun("pgbench case-study SQL", scripts.CASE_STUDY)
 ONE = PgbenchRun("pgbench one-statement CTE", scripts.ONE_STATEMENT)
+CASE_ONE_CLIENT = PgbenchRun("pgbench case-study SQL, 1 client", scripts.CASE_STUDY)
 
 WORKLOADS = (
     Workload("single", "1 process, one account", 1, False, 0.6, (CASE, ONE)),
@@ -47,17 +53,27 @@ WORKLOADS = (
     Workload("storm", "N processes, half the requests replays", SPREAD_ACCOUNTS, True, None,
              (PgbenchRun("pgbench one-statement CTE, key then replay", scripts.STORM, 2),)),
     Workload("bulk", "consume_many over a request list, 1 process", SPREAD_ACCOUNTS, False, 5.0,
-             (PgbenchRun("pgbench case-study SQL, 1 client", scripts.CASE_STUDY),), bulk=True),
+             (CASE_ONE_CLIENT,), bulk=True),
+    Workload("http", f"HTTP, N connections, {API_ACCOUNTS:,} accounts", API_ACCOUNTS, True, 0.5, (CASE,),
+             kind="http"),
+    Workload("http-hot", "HTTP, N connections, one hot account", 1, True, 0.5, (CASE,), kind="http"),
+    Workload("replay", f"energyctl replay FILE, new keys over {API_ACCOUNTS:,} accounts", API_ACCOUNTS, False,
+             10.0, (CASE_ONE_CLIENT,), kind="replay"),
+    Workload("replay-hot", "energyctl replay FILE, new keys on one hot account", 1, False, None,
+             (CASE_ONE_CLIENT,), kind="replay"),
 )
+# A re-run of the same file (every line replayed) should reach this, against the same pgbench.
+REPLAYED_TARGET_RATIO = 15.0
 
 
 def by_name(names: list[str] | None) -> tuple[Workload, ...]:
+    """The workloads named; a name also selects its family ("http" selects "http-hot" too)."""
     if not names:
         return WORKLOADS
     unknown = set(names) - {w.name for w in WORKLOADS}
     if unknown:
         raise ValueError(f"unknown workloads: {', '.join(sorted(unknown))}")
-    return tuple(w for w in WORKLOADS if w.name in names)
+    return tuple(w for w in WORKLOADS if w.name in names or w.name.split("-")[0] in names)
 
 
 def requests(workload: Workload, process: int, processes: int) -> Iterator[tuple[int, int, str]]:

@@ -15,7 +15,9 @@ def bench(
     seconds: int = typer.Option(10, "--seconds", min=1, help="Length of each run, in seconds."),
     processes: int = typer.Option(8, "--processes", min=1, help="Processes (and pgbench clients) per run."),
     rounds: int = typer.Option(2, "--rounds", min=1, help="Interleaved slices each engine's time is split into."),
-    only: str = typer.Option("", "--only", help="Comma-separated workloads: single,hot,spread,storm,bulk."),
+    only: str = typer.Option("", "--only", help="Comma-separated workloads: single,hot,spread,storm,bulk,"
+                                                "http,http-hot,replay,replay-hot (http and replay name families)."),
+    replay_lines: int = typer.Option(20_000, "--replay-lines", min=1, help="Lines of each end-to-end replay file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of the table."),
 ) -> None:
     """Measure consume against pgbench running the same SQL, in a database of its own; check invariants."""
@@ -27,7 +29,7 @@ def bench(
     out = Output(as_json=as_json)
     names = [name for name in only.split(",") if name] or None
     try:
-        report = run(seconds=seconds, processes=processes, only=names, rounds=rounds,
+        report = run(seconds=seconds, processes=processes, only=names, rounds=rounds, replay_lines=replay_lines,
                      progress=None if as_json else lambda text: out.err.print(f"[dim]{text}[/dim]"))
     except ValueError as exc:
         raise typer.Exit(out.problem("invalid_request", str(exc), None, EXIT_CODES["invalid_request"])) from None

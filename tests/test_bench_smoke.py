@@ -12,16 +12,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ["single", "hot", "spread", "storm", "bulk"]
+WORKLOADS = ["single", "hot", "spread", "storm", "bulk", "http", "http-hot", "replay", "replay-hot"]
+REPLAY_LINES = 600
 ROW_KEYS = {"engine", "processes", "ops", "ops_per_s", "p50_ms", "p99_ms", "cpu_us_per_op", "ratio",
             "outcomes", "invariants_ok", "problems", "ok"}
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def run(*command):
-    done = subprocess.run([*command, "--json", "--seconds", "1", "--processes", "2"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ))
+def run(*command, env=None):
+    done = subprocess.run([*command, "--json", "--seconds", "1", "--processes", "2", "--replay-lines",
+                           str(REPLAY_LINES)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=env or dict(os.environ))
     assert done.stdout.strip(), done.stderr
     return done, json.loads(done.stdout)
 
@@ -35,17 +37,43 @@ def test_benchmark_runs_every_workload_and_keeps_every_invariant():
     assert [w["name"] for w in report["workloads"]] == WORKLOADS
     for workload in report["workloads"]:
         assert workload["rows"][0]["engine"].startswith("energyctl"), workload
-        assert workload["rows"][1]["engine"].startswith("pgbench"), workload
+        reference = [row for row in workload["rows"] if row["engine"] == workload["reference"]]
+        assert len(reference) == 1 and reference[0]["engine"].startswith("pgbench"), workload
+        assert reference[0]["ratio"] == 1.0
         for row in workload["rows"]:
             assert set(row) == ROW_KEYS, row
             assert row["ok"] and row["invariants_ok"] and row["problems"] == [], row
             assert row["ops"] > 0 and row["ops_per_s"] > 0, row
             assert row["p50_ms"] <= row["p99_ms"], row
-        assert workload["rows"][1]["ratio"] == 1.0
     hot = next(w for w in report["workloads"] if w["name"] == "hot")
     assert [r["engine"] for r in hot["rows"]][1:] == ["pgbench case-study SQL", "pgbench one-statement CTE"]
     storm = next(w for w in report["workloads"] if w["name"] == "storm")
     assert storm["rows"][0]["outcomes"].get("replayed", 0) > 0, storm
+    for name in ("http", "http-hot"):
+        http = next(w for w in report["workloads"] if w["name"] == name)
+        assert http["rows"][0]["engine"].startswith("energyctl serve"), http
+        assert set(http["rows"][0]["outcomes"]) == {"applied"}, http
+    for name in ("replay", "replay-hot"):
+        replay = next(w for w in report["workloads"] if w["name"] == name)
+        first, again = replay["rows"][0], replay["rows"][1]
+        assert (first["ops"], first["outcomes"]) == (REPLAY_LINES, {"applied": REPLAY_LINES}), replay
+        assert (again["ops"], again["outcomes"]) == (REPLAY_LINES, {"replayed": REPLAY_LINES}), replay
+
+
+def test_http_bench_without_wrk_uses_the_built_in_client_and_says_so():
+    import shutil
+
+    if shutil.which("wrk") is None:
+        path = os.environ.get("PATH", "")
+    else:
+        path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                               if not (Path(d) / "wrk").exists())
+    energyctl = Path(sys.executable).with_name("energyctl")
+    done, report = run(str(energyctl), "bench", "--only", "http-hot", env={**os.environ, "PATH": path})
+    assert done.returncode == 0, (done.stderr, report)
+    row = report["workloads"][0]["rows"][0]
+    assert "built-in client (wrk not on PATH)" in row["engine"] and report["http_client"] == row["engine"]
+    assert row["ok"] and set(row["outcomes"]) == {"applied"}, row
 
 
 def test_cli_bench_command_runs_one_workload():
