@@ -76,20 +76,21 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"OutcomeStatusEnum": ["applied", "replayed"], "AppliedStatusEnum": ["applied"]},
 }
 
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Only the chosen formatter is configured: the JSON one imports its library.
+_FORMATTER = (
+    {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": _LOG_FORMAT}
+    if os.environ.get("ENERGYCTL_LOG_FORMAT") == "json"
+    else {"format": _LOG_FORMAT}
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-        },
-    },
+    "formatters": {"chosen": _FORMATTER},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
-            "formatter": "json" if os.environ.get("ENERGYCTL_LOG_FORMAT") == "json" else "text",
+            "formatter": "chosen",
         },
     },
     "loggers": {

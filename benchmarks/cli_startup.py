@@ -1,11 +1,15 @@
-"""Start-up cost of one-shot ``energyctl consume`` next to ``psql -c`` running the same transaction.
+"""Start-up cost of one-shot ``energyctl consume``, ``balance`` and ``--help`` next to the import floor.
 
     python -m benchmarks.cli_startup [--runs 20] [--json]
 
-Both run against a throwaway embedded PostgreSQL that is already running and migrated, so
-what is measured is the price of starting a process, connecting and running one consume.
-Each consume uses a new key, so every run really applies. Prints median and spread of wall
-time per command; exit status 1 when the median of ``energyctl consume`` misses the target.
+The floor is ``python -c "import psycopg, django.db.models"``: what any Django program that
+talks to PostgreSQL pays before doing anything. ``psql -c`` running the same transaction is
+shown for scale. Everything runs against a throwaway embedded PostgreSQL that is already
+running and migrated; each consume uses a new key, so every run really applies. Commands
+run interleaved, one round after another, so background load hits them alike. Prints
+median and spread of wall time and the median CPU time per command; exit status 1 when
+the median of ``energyctl consume`` is more than ``TARGET_ABOVE_FLOOR_MS`` above the floor.
+Profile what a command imports with ``python -X importtime -m energyctl ...``.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-# One-shot commands should feel instant; 200 ms is the limit people stop noticing.
-TARGET_MS = 200
+# What the command line may add above the import floor for one consume.
+TARGET_ABOVE_FLOOR_MS = 100
 ENERGY = 10**12
+FLOOR = "import psycopg, django.db.models (floor)"
 
 DJANGO_SETUP_ONLY = (
     "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'settings'; "
@@ -52,19 +57,19 @@ def main() -> int:
     finally:
         subprocess.run([*energyctl(), "db", "stop"], env=env, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
-    consume_median = figures["energyctl consume"]["median_ms"]
+    above = figures["energyctl consume"]["median_ms"] - figures[FLOOR]["median_ms"]
+    met = above <= TARGET_ABOVE_FLOOR_MS
     if options.json:
-        print(json.dumps({"runs": options.runs, "target_ms": TARGET_MS, "load_average": os.getloadavg()[0],
-                          "commands": figures}))
+        print(json.dumps({"runs": options.runs, "target_above_floor_ms": TARGET_ABOVE_FLOOR_MS,
+                          "consume_above_floor_ms": round(above, 1), "target_met": met,
+                          "load_average": os.getloadavg()[0], "commands": figures}))
     else:
         for name, stats in figures.items():
-            print(f"{name:30} median {stats['median_ms']:7.1f} ms  min {stats['min_ms']:7.1f}  "
+            print(f"{name:42} median {stats['median_ms']:7.1f} ms  min {stats['min_ms']:7.1f}  "
                   f"max {stats['max_ms']:7.1f}  cpu {stats['median_cpu_ms']:7.1f} ms")
-        verdict = "meets" if consume_median <= TARGET_MS else "misses"
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
-              f"energyctl consume {verdict} the {TARGET_MS} ms target "
-              f"({consume_median - figures['psql -c (same transaction)']['median_ms']:.0f} ms more than psql)")
-    return 0 if consume_median <= TARGET_MS else 1
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; energyctl consume is "
+              f"{above:.0f} ms above the floor (target {TARGET_ABOVE_FLOOR_MS} ms): {'met' if met else 'not met'}")
+    return 0 if met else 1
 
 
 def measure(env: dict, runs: int) -> dict:
@@ -76,27 +81,38 @@ def measure(env: dict, runs: int) -> dict:
     commands = {
         "python -c pass": lambda i: [sys.executable, "-c", "pass"],
         # The floor under any command that touches the database: Django and psycopg imported.
+        FLOOR: lambda i: [sys.executable, "-c", "import psycopg, django.db.models"],
         "django.setup() alone": lambda i: [sys.executable, "-c", DJANGO_SETUP_ONLY],
         "energyctl --help": lambda i: [*energyctl(), "--help"],
         "energyctl consume (bad input)": lambda i: [*energyctl(), "consume", "--account", "x", "--amount", "1",
                                                      "--key", "k"],
         "energyctl consume": lambda i: [*energyctl(), "consume", "--account", "1", "--amount", "1",
                                         "--key", f"startup-{i}", "--json"],
+        "energyctl balance": lambda i: [*energyctl(), "balance", "--account", "1", "--json"],
         "psql -c (same transaction)": lambda i: [*psql, "-c", PSQL_TRANSACTION.format(key=f"psql-{i}")],
     }
-    return {name: timed(command, env, runs, expect_failure="bad input" in name) for name, command in commands.items()}
-
-
-def timed(command, env: dict, runs: int, expect_failure: bool = False) -> dict:
-    wall, cpu = [], []
+    samples = {name: {"wall": [], "cpu": []} for name in commands}
     for i in range(runs):
-        before = _children_cpu()
-        started = time.perf_counter()
-        done = subprocess.run(command(i), env=env, capture_output=True, text=True)
-        wall.append((time.perf_counter() - started) * 1000)
-        cpu.append((_children_cpu() - before) * 1000)
-        if (done.returncode != 0) != expect_failure:
-            raise SystemExit(f"{' '.join(command(i))} exited {done.returncode}: {done.stderr.strip()}")
+        for name, command in commands.items():
+            wall, cpu = timed(command(i), env, expect_failure="bad input" in name)
+            samples[name]["wall"].append(wall)
+            samples[name]["cpu"].append(cpu)
+    return {name: _stats(s["wall"], s["cpu"]) for name, s in samples.items()}
+
+
+def timed(command: list[str], env: dict, expect_failure: bool = False) -> tuple[float, float]:
+    """Wall and CPU milliseconds of one run of ``command``."""
+    before = _children_cpu()
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = (time.perf_counter() - started) * 1000
+    cpu = (_children_cpu() - before) * 1000
+    if (done.returncode != 0) != expect_failure:
+        raise SystemExit(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()}")
+    return wall, cpu
+
+
+def _stats(wall: list[float], cpu: list[float]) -> dict:
     return {"median_ms": round(statistics.median(wall), 1), "min_ms": round(min(wall), 1),
             "max_ms": round(max(wall), 1), "median_cpu_ms": round(statistics.median(cpu), 1)}
 

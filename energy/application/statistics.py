@@ -21,9 +21,9 @@ def analyze(*models) -> None:
     """ANALYZE the models' tables (PostgreSQL and SQLite; a no-op elsewhere)."""
     if connection.vendor not in ("postgresql", "sqlite"):
         return
-    tables = ", ".join(connection.ops.quote_name(model._meta.db_table) for model in models)
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {tables}")
+        for model in models:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
 
 
 def rows_known(model) -> float:

@@ -7,9 +7,9 @@ to stderr. With ``--json`` stdout carries exactly one JSON document, success or 
 from __future__ import annotations
 
 import json
+import sys
+from functools import cached_property
 from typing import IO, Any
-
-from rich.console import Console
 
 from energy.domain.exceptions import EnergyError, InvalidRequest, error_document
 
@@ -51,14 +51,28 @@ class Output:
 
     def __init__(self, *, as_json: bool = False, stdout: IO[str] | None = None, stderr: IO[str] | None = None):
         self.as_json = as_json
-        # file=None makes rich look sys.stdout/sys.stderr up on every write, so test
-        # runners that swap the streams see the output.
-        self.out = Console(file=stdout, highlight=False, soft_wrap=True)
-        self.err = Console(file=stderr, stderr=stderr is None, highlight=False, soft_wrap=True)
+        self._stdout = stdout
+        self._stderr = stderr
+
+    # The consoles are made on first use: a --json run never pays for importing rich.
+    # file=None makes rich look sys.stdout/sys.stderr up on every write, so test runners
+    # that swap the streams see the output.
+    @cached_property
+    def out(self):
+        from rich.console import Console
+
+        return Console(file=self._stdout, highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err(self):
+        from rich.console import Console
+
+        return Console(file=self._stderr, stderr=self._stderr is None, highlight=False, soft_wrap=True)
 
     def document(self, data: Any) -> None:
-        self.out.file.write(json.dumps(data) + "\n")
-        self.out.file.flush()
+        stream = self._stdout or sys.stdout
+        stream.write(json.dumps(data) + "\n")
+        stream.flush()
 
     def fail(self, exc: EnergyError) -> int:
         """Report a failed outcome once and return its exit code."""
