@@ -86,13 +86,12 @@ def check_invariants(target: Target, applied: int | None = None, in_flight: int 
             """SELECT count(*) FROM energy_account a
                LEFT JOIN (SELECT account_id, sum(amount) AS spent FROM energy_consumption GROUP BY account_id) c
                  ON c.account_id = a.id
-               WHERE a.energy <> %s - coalesce(c.spent, 0)""",
-            (START_ENERGY,),
+               WHERE a.energy <> a.opening_energy - coalesce(c.spent, 0)""",
         ).fetchone()[0]
         if drift:
-            problems.append(f"{drift} accounts whose balance is not start minus recorded consumptions")
+            problems.append(f"{drift} accounts whose balance is not opening energy minus recorded consumptions")
         records, keys = conn.execute(
-            "SELECT count(*), count(DISTINCT idempotency_key) FROM energy_consumption"
+            "SELECT count(*), count(DISTINCT (client_id, idempotency_key)) FROM energy_consumption"
         ).fetchone()
         if records != keys:
             problems.append(f"{records - keys} keys recorded more than once")
