@@ -95,10 +95,18 @@ def _serve(sock: socket.socket, threads: int, access: bool) -> None:
 
     app = with_access_log(application) if access else application
     server = create_server(app, sockets=[sock], **server_options(threads))
+    # SIGTERM (a service manager's stop) ends the loop like Ctrl-C does, closing the sockets.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass
     finally:
         server.close()
+
+
+def _exit_on_signal(signum, _frame):
+    raise SystemExit(0)
 
 
 def _supervise(sock: socket.socket, processes: int, threads: int, access: bool) -> None:
@@ -137,9 +145,10 @@ def _fork_worker(sock: socket.socket, threads: int, access: bool) -> int:
         return pid
     code = 0
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends TERM
         _serve(sock, threads, access)
+    except SystemExit:
+        pass
     except BaseException as exc:  # noqa: BLE001 - a worker never returns into the supervisor's code
         print(f"energyctl serve: worker {os.getpid()} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1

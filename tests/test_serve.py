@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(url: str, *args: str):
+def served(url: str, *args: str, exit_codes: list | None = None):
     port = free_port()
     server = subprocess.Popen([ENERGYCTL, "serve", "--port", str(port), *args],
                               env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.DEVNULL,
@@ -60,6 +60,8 @@ def served(url: str, *args: str):
         except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server must not outlive the test
             server.kill()
             server.wait()
+        if exit_codes is not None:
+            exit_codes.append(server.returncode)
 
 
 def request(port: int, method: str, path: str, body: dict | None = None, timeout: float = 10):
@@ -91,7 +93,8 @@ def cluster():
 
 
 def test_serve_answers_consume_and_balance_on_kept_connections(cluster):
-    with served(cluster.url) as (port, _server):
+    exit_codes = []
+    with served(cluster.url, exit_codes=exit_codes) as (port, _server):
         first = consume(port, "http-1", amount=30)
         again = consume(port, "http-1", amount=30)
         balance = request(port, "GET", "/api/energy/accounts/1/")
@@ -103,6 +106,7 @@ def test_serve_answers_consume_and_balance_on_kept_connections(cluster):
     assert balance[:2] == (200, {"account_id": 1, "energy": 970})
     # Connections were kept after the requests ended (one per thread that served one).
     assert backends >= 1
+    assert exit_codes == [0]  # SIGTERM is a clean stop
 
 
 def test_stalled_connections_do_not_delay_a_normal_request(cluster):
@@ -149,9 +153,22 @@ def test_a_database_restart_costs_at_most_unavailable_answers_then_every_request
     assert [status for status, _, _ in following] == [201] * 12, following
 
 
-def test_serve_with_several_processes_shares_the_port(cluster):
-    with served(cluster.url, "--workers", "2", "--threads", "2") as (port, server):
-        statuses = [consume(port, f"multi-{i}")[0] for i in range(20)]
-        workers = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+def test_serve_with_several_processes_shares_the_port_and_replaces_a_dead_one(cluster):
+    exit_codes = []
+    with served(cluster.url, "--workers", "2", "--threads", "2", exit_codes=exit_codes) as (port, server):
+        statuses = [consume(port, f"multi-{i}")[0] for i in range(10)]
+        workers = _children(server.pid)
+        os.kill(int(workers[0]), signal.SIGKILL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        # Until reaped the killed worker is still listed (a zombie): wait for it to go and a new one to come.
+        while workers[0] in (replaced := _children(server.pid)) or len(replaced) < 2:
+            assert time.monotonic() < deadline, replaced
+            time.sleep(0.2)
+        statuses += [consume(port, f"multi-after-{i}")[0] for i in range(10)]
     assert statuses == [201] * 20
-    assert len(workers) == 2, workers
+    assert len(workers) == 2 and len(replaced) == 2 and workers[0] not in replaced, (workers, replaced)
+    assert exit_codes == [0]
+
+
+def _children(pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
