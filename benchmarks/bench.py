@@ -14,7 +14,6 @@ import argparse
 import json
 import statistics
 import sys
-
 from contextlib import contextmanager
 
 from benchmarks import clients, database, http_api, pgbench, replay_e2e
@@ -256,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         by_name(only)
     except ValueError as exc:
         parser.error(str(exc))
+    progress = None if args.json else lambda text: err.print(f"[dim]{text}[/dim]")
     report = run(seconds=args.seconds, processes=args.processes, only=only, rounds=args.rounds,
-                 replay_lines=args.replay_lines, progress=None if args.json else lambda text: err.print(f"[dim]{text}[/dim]"))
+                 replay_lines=args.replay_lines, progress=progress)
     if args.json:
         print(json.dumps(report))
     else:

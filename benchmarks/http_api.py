@@ -187,17 +187,21 @@ def _free_port() -> int:
 
 def _wait_until_listening(server: subprocess.Popen, port: int, log) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if server.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"energyctl serve exited {server.returncode}: {log.read().strip()[-500:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("energyctl serve did not start listening")
-            time.sleep(0.1)
+    while not _listening(port):
+        if server.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"energyctl serve exited {server.returncode}: {log.read().strip()[-500:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("energyctl serve did not start listening")
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _children_cpu() -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from energy.torture.cluster import OwnCluster
+from torture.cluster import OwnCluster
 
 ENERGYCTL = str(Path(sys.executable).parent / "energyctl")
 # A hang guard for a busy shared machine, not a performance claim.
