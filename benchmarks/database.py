@@ -63,7 +63,8 @@ def _recreate(server: dict, name: str, fallback_db: str) -> None:
 def reset(target: Target, accounts: int) -> None:
     """Empty the tables and give accounts 1..n the starting energy, freshly vacuumed."""
     with target.connect() as conn:
-        conn.execute("TRUNCATE energy_consumption, energy_account RESTART IDENTITY")
+        # CASCADE: rows that name an account (a client's account allow-list) go with it.
+        conn.execute("TRUNCATE energy_consumption, energy_account RESTART IDENTITY CASCADE")
         conn.execute(
             "INSERT INTO energy_account (id, energy, opening_energy) SELECT g, %s, %s FROM generate_series(1, %s) g",
             (START_ENERGY, START_ENERGY, accounts),
