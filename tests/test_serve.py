@@ -172,3 +172,14 @@ def test_serve_with_several_processes_shares_the_port_and_replaces_a_dead_one(cl
 
 def _children(pid: int) -> list[str]:
     return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
+def test_a_port_already_taken_is_a_one_line_configuration_error(cluster):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([ENERGYCTL, "serve", "--port", str(port)], capture_output=True, text=True,
+                              env={**os.environ, "DATABASE_URL": cluster.url}, timeout=START_TIMEOUT_S)
+    assert done.returncode == 78, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
