@@ -29,6 +29,9 @@ CONNECTION_LIMIT = 1000
 # Bodies above this are refused by the server itself; below it Django's 64 KiB limit answers
 # with the contract's 413 document.
 MAX_BODY_BYTES = 1024 * 1024
+# A request's header block: an API call needs well under 1 KiB. Bounded so a thousand open
+# connections cannot hold more than a few tens of MB of half-sent headers.
+MAX_HEADER_BYTES = 32 * 1024
 # Seconds between restarts of a worker process that keeps dying, so a broken set-up does
 # not spin the CPU.
 RESPAWN_DELAY_S = 1.0
@@ -44,6 +47,7 @@ def server_options(threads: int) -> dict:
         "connection_limit": CONNECTION_LIMIT,
         "asyncore_use_poll": True,
         "max_request_body_size": MAX_BODY_BYTES,
+        "max_request_header_size": MAX_HEADER_BYTES,
         "ident": "energyctl",
     }
 
@@ -59,7 +63,11 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def with_access_log(app):
-    """One INFO record per request (method, path, status, milliseconds) on ``energy.access``."""
+    """One INFO record per request on ``energy.access``: address, method, path, protocol, status, time.
+
+    Only these: no header's value (a token sent as Basic credentials would be one) and no
+    query string (where a caller may put anything).
+    """
     if not access_log.isEnabledFor(logging.INFO):
         return app
 
@@ -74,8 +82,9 @@ def with_access_log(app):
         try:
             return app(environ, start)
         finally:
-            access_log.info("%s %s %s %.1fms", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
-                            status[0] if status else "-", (time.perf_counter() - started) * 1000)
+            access_log.info('%s "%s %s %s" %s %.1fms', environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD"),
+                            environ.get("PATH_INFO"), environ.get("SERVER_PROTOCOL"), status[0] if status else "-",
+                            (time.perf_counter() - started) * 1000)
 
     return logged
 

@@ -1,4 +1,4 @@
-"""A real ``energyctl serve`` (gunicorn) on a free port, for tests that need real HTTP and its logs."""
+"""A real ``energyctl serve`` on a free port, for tests that need real HTTP and its logs."""
 
 from __future__ import annotations
 
@@ -86,7 +86,8 @@ def http_request(port: int, method: str, path: str, body=None, headers: dict | l
             parsed = json.loads(content)
         except ValueError:
             parsed = content
-        return response.status, dict(response.getheaders()), parsed
+        # Header names are case-insensitive (waitress sends "Www-Authenticate"): keep the message.
+        return response.status, response.headers, parsed
     finally:
         connection.close()
 

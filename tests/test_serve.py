@@ -65,11 +65,12 @@ def served(url: str, *args: str, exit_codes: list | None = None):
 
 
 def request(port: int, method: str, path: str, body: dict | None = None, timeout: float = 10):
-    """(status, decoded body, headers) of one request on a new connection."""
+    """(status, decoded body, headers) of one request on a new connection, as the test client."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         payload = json.dumps(body).encode() if body is not None else None
-        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        connection.request(method, path, body=payload,
+                           headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN[0]}"})
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"null"), dict(response.headers)
     finally:
@@ -81,13 +82,19 @@ def consume(port: int, key: str, amount: int = 1, account: int = 1):
                    {"account_id": account, "amount": amount, "idempotency_key": key})
 
 
+# The Bearer token of the client the requests act as, set by the cluster fixture.
+TOKEN: list[str] = [""]
+
+
 @pytest.fixture
 def cluster():
     own = OwnCluster()
     env = {**os.environ, "DATABASE_URL": own.url}
-    for command in (["migrate"], ["seed", "--accounts", "2", "--energy", "1000"]):
+    for command in (["migrate"], ["seed", "--accounts", "2", "--energy", "1000"],
+                    ["clients", "add", "serve-test", "--all-accounts", "--json"]):
         done = subprocess.run([ENERGYCTL, *command], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
+    TOKEN[0] = json.loads(done.stdout)["token"]
     yield own
     own.close()
 
