@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from energy.application.accounts import seed_accounts
-from energy.application.replay import replay
+from energy.application.replay import replay_lines
 from energy.application.statistics import GrowthWatch, rows_known
 from energy.models import Account, Consumption
 
@@ -34,7 +34,7 @@ def test_a_replay_on_a_fresh_table_analyzes_it_as_it_grows():
     seed_accounts(count=50, energy=10**6)
     before = analyzed_times(Consumption._meta.db_table)
     lines = [json.dumps({"account_id": i % 50 + 1, "amount": 1, "idempotency_key": f"k{i}"}) for i in range(700)]
-    summary = replay(lines, chunk_size=100)
+    summary = replay_lines(lines, chunk_size=100)
     assert summary.counts["applied"] == 700
     # Each time the run added more than the statistics knew: at 100, 300 and 700 rows.
     assert analyzed_times(Consumption._meta.db_table) - before == 3
