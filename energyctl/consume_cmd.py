@@ -6,7 +6,7 @@ import typer
 
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import ConsumeRequest, parse_account_id
-from energy.presenters.output import EXIT_CODES, JSON_HELP, OUTCOME_STYLE, Output, escape
+from energy.presenters.output import EXIT_CODES, JSON_HELP, OUTCOME_STYLE, Output, show_record
 from energyctl.bootstrap import prepare_database
 
 
@@ -77,18 +77,6 @@ def run_balance(out: Output, account: str) -> int:
 
 
 def _show_result(out: Output, result) -> None:
-    from rich.table import Table
-
     style = OUTCOME_STYLE[result.status]
     heading = "applied" if result.status == "applied" else "replayed: already applied earlier, nothing changed"
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), title_justify="left",
-                  title=f"[bold {style}]{heading}[/]")
-    table.add_column(style="dim")
-    table.add_column()
-    table.add_row("account", str(result.account_id))
-    table.add_row("amount", str(result.amount))
-    table.add_row("balance after", str(result.balance_after))
-    table.add_row("key", escape(result.idempotency_key))
-    table.add_row("consumption", str(result.consumption_id))
-    table.add_row("recorded at", result.created_at.isoformat())
-    out.out.print(table)
+    show_record(out, result, title=f"[bold {style}]{heading}[/]")

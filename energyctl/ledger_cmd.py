@@ -6,7 +6,7 @@ import typer
 
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import check_page_limit, parse_account_id, parse_idempotency_key, parse_positive_int
-from energy.presenters.output import EXIT_FAILED, JSON_HELP, Output, escape
+from energy.presenters.output import EXIT_FAILED, JSON_HELP, Output, escape, show_record
 from energyctl.bootstrap import prepare_database
 
 DEFAULT_LIMIT = 20  # the contract's default; the use case validates the range
@@ -44,7 +44,7 @@ def run_show(out: Output, key: str, *, client: str | None = None) -> int:
     if out.as_json:
         out.document(result.to_dict())
     else:
-        _record_table(out, result, title=f"[bold green]applied[/] under key {escape(result.idempotency_key)}")
+        show_record(out, result, title=f"[bold green]applied[/] under key {escape(result.idempotency_key)}")
     return 0
 
 
@@ -98,20 +98,6 @@ def run_audit(out: Output) -> int:
     else:
         _audit_summary(out, report)
     return 0 if report.clean else EXIT_FAILED
-
-
-def _record_table(out: Output, result, *, title: str) -> None:
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), title_justify="left", title=title)
-    table.add_column(style="dim")
-    table.add_column()
-    table.add_row("account", str(result.account_id))
-    table.add_row("amount", str(result.amount))
-    table.add_row("balance after", str(result.balance_after))
-    table.add_row("consumption", str(result.consumption_id))
-    table.add_row("recorded at", result.created_at.isoformat())
-    out.out.print(table)
 
 
 def _history_table(out: Output, found) -> None:

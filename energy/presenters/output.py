@@ -96,3 +96,19 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+def show_record(out: Output, result, *, title: str) -> None:
+    """One stored consumption as a two-column table: what ``consume`` answers and ``show`` finds."""
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), title_justify="left", title=title)
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("account", str(result.account_id))
+    table.add_row("amount", str(result.amount))
+    table.add_row("balance after", str(result.balance_after))
+    table.add_row("key", escape(result.idempotency_key))
+    table.add_row("consumption", str(result.consumption_id))
+    table.add_row("recorded at", result.created_at.isoformat())
+    out.out.print(table)
