@@ -94,6 +94,12 @@ def run(sock: socket.socket, *, processes: int, threads: int, access: bool) -> N
     if processes == 1:
         _serve(sock, threads, access)
         return
+    # Imported once here, before any fork: workers start faster, and a broken installation
+    # fails this once, with its error, instead of in every worker the supervisor restarts.
+    import waitress  # noqa: F401
+
+    import energy.wsgi  # noqa: F401
+
     _supervise(sock, processes, threads, access)
 
 

@@ -32,6 +32,13 @@ class Watchdog:
         self._fired: set[int] = set()
         self._tokens = itertools.count()
         self._pid: int | None = None
+        # The watchdog thread may hold the lock at the moment a server forks its workers; a
+        # child must not inherit it held, with no thread left to release it.
+        os.register_at_fork(after_in_child=self._forget_parent)
+
+    def _forget_parent(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = None
 
     def arm(self, wrapper, seconds: float) -> int:
         """Watch Django connection ``wrapper`` for ``seconds``; returns the token for ``disarm``."""
