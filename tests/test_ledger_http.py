@@ -42,16 +42,23 @@ def consumptions(client, account="1", **params):
     return client.get(f"/api/energy/accounts/{account}/consumptions/", params)
 
 
-def test_an_accounts_consumptions_newest_first_with_the_client_of_each(client, spent):
+def test_an_accounts_consumptions_newest_first_and_only_the_callers_own(client, spent):
     consume(account_id=1, amount=2, idempotency_key="by-the-operator")
+    other = add_client(name="meter", accounts=[1])
+    from energy.models import Client
+
+    consume(account_id=1, amount=3, idempotency_key="by-the-meter", client_id=Client.objects.get(name="meter").id)
 
     response = consumptions(client)
 
     assert response.status_code == 200, response.content
     body = response.json()
-    assert (body["account_id"], body["energy"], body["next"]) == (1, 70, None)
-    assert body["consumptions"][0]["client"] == "operator"
-    assert body["consumptions"][1:] == [{**result.to_dict(), "client": "shop"} for result in reversed(spent)]
+    # The balance is the account's; the records are the shop's alone: no other client's keys.
+    assert (body["account_id"], body["energy"], body["next"]) == (1, 67, None)
+    assert body["consumptions"] == [{**result.to_dict(), "client": "shop"} for result in reversed(spent)]
+    meter = APIClient()
+    meter.credentials(HTTP_AUTHORIZATION=f"Bearer {other.token}")
+    assert [c["idempotency_key"] for c in consumptions(meter).json()["consumptions"]] == ["by-the-meter"]
 
 
 def test_pages_follow_the_next_link_without_gaps_or_repeats(client, spent):

@@ -61,20 +61,28 @@ def get_record(*, client_id: int, idempotency_key: str) -> ConsumeResult:
     return ConsumeResult.applied(record)
 
 
-def account_history(*, account_id: int, limit: int = DEFAULT_HISTORY_LIMIT, before: int | None = None) -> History:
-    """Up to ``limit`` of the account's consumptions, newest first, older than consumption ``before``."""
+def account_history(
+    *, account_id: int, limit: int = DEFAULT_HISTORY_LIMIT, before: int | None = None, client_id: int | None = None
+) -> History:
+    """Up to ``limit`` of the account's consumptions, newest first, older than consumption ``before``.
+
+    With ``client_id``, only that client's: a client of the API reads its own results and
+    never another client's keys, even on an account they share.
+    """
     check_page_limit(limit)
     with database_guard(), _read_only():
         energy = Account.objects.filter(pk=account_id).values_list("energy", flat=True).first()
         if energy is None:
             raise AccountNotFound(account_id)
-        rows = _newest_first(account_id, before)[:limit + 1]
+        rows = _newest_first(account_id, before, client_id)[:limit + 1]
         entries = [Entry(ConsumeResult.applied(Record(*row[:-1])), row[-1]) for row in rows]
     return History(account_id, energy, entries[:limit], more=len(entries) > limit)
 
 
-def _newest_first(account_id: int, before: int | None):
+def _newest_first(account_id: int, before: int | None, client_id: int | None):
     records = Consumption.objects.filter(account_id=account_id)
+    if client_id is not None:
+        records = records.filter(client_id=client_id)
     if before is not None:
         after = records.filter(pk=before).values_list("balance_after", flat=True).first()
         if after is None:

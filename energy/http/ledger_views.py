@@ -49,7 +49,8 @@ class AccountConsumptionsView(ClientView):
     @extend_schema(**schema.ACCOUNT_CONSUMPTIONS)
     def get(self, request, account_id: str):
         page = self.subject
-        history = account_history(account_id=page.account_id, limit=page.limit, before=page.before)
+        history = account_history(account_id=page.account_id, limit=page.limit, before=page.before,
+                                  client_id=request.auth.client_id)
         return Response({**history.to_dict(), "next": _next_link(request, history, page.limit)})
 
 
