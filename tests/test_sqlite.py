@@ -83,6 +83,38 @@ def test_replay_counts_every_outcome_like_postgresql(database, tmp_path):
     assert balances == [90, 100, 80]
 
 
+# Authentication's lookup and last_used_at update are SQL written out for speed: the same
+# statements must hold on SQLite, where times are compared as text.
+AUTHENTICATE_ON_SQLITE = """
+from datetime import timedelta
+from energy.standalone import setup_django
+setup_django()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from energy.application.clients import add_client, authenticate, revoke_client, rotate_token
+from energy.models import Client
+token = add_client(name="shop", accounts=[1, 2]).token
+grant = authenticate(token)
+assert (grant.name, grant.scopes, grant.accounts) == ("shop", {"consume", "read"}, {1, 2}), grant
+stamped = Client.objects.get(name="shop").last_used_at
+assert stamped is not None
+assert authenticate(token) is not None and Client.objects.get(name="shop").last_used_at == stamped
+Client.objects.filter(name="shop").update(last_used_at=stamped - timedelta(minutes=2))
+assert authenticate(token) is not None and Client.objects.get(name="shop").last_used_at > stamped
+new = rotate_token(name="shop").token
+assert authenticate(token) is None and authenticate(new).name == "shop"
+revoke_client(name="shop")
+assert authenticate(new) is None
+print("ok")
+"""
+
+
+def test_authentication_reads_and_stamps_clients_like_postgresql(database):
+    done = subprocess.run([sys.executable, "-c", AUTHENTICATE_ON_SQLITE], env={**os.environ, "DATABASE_URL": database},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 def test_four_processes_writing_one_file_all_apply(database):
     processes, requests = 4, 150
     clients = [Session(database) for _ in range(processes)]

@@ -14,9 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import Q
-from django.db.models.functions import Now
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from energy.application.guard import database_guard
@@ -35,6 +33,23 @@ from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Client
 # last_used_at is written at most once per this interval per client, so the hot path pays
 # one indexed read per request and no write: "last used" is accurate to a minute.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+_SCOPES, _ACCOUNTS, _LAST_USED = (Client._meta.get_field(name) for name in ("scopes", "accounts", "last_used_at"))
+_TABLE = Client._meta.db_table
+_ID, _NAME, _HASH, _ACTIVE = (Client._meta.get_field(name).column for name in ("id", "name", "token_hash", "active"))
+# Whether a client's last_used_at is due to move forward: read by the lookup, and repeated
+# by the UPDATE so that, of several workers crossing the boundary together, one writes and
+# the others match no row.
+_STALE = f"({_LAST_USED.column} IS NULL OR {_LAST_USED.column} <= %(stale)s)"
+# The lookup of every authenticated request: one indexed read (the unique index on the hash),
+# written out once instead of a queryset built and compiled per request. It runs on Django's
+# cursor, so execute_wrapper and the query log see it; with server-side binding psycopg
+# prepares it after a few executions on a connection (energy.dbconfig).
+_LOOKUP = (
+    f"SELECT {_ID}, {_NAME}, {_HASH}, {_SCOPES.column}, {_ACCOUNTS.column}, {_STALE} FROM {_TABLE} "  # noqa: S608 - names from _meta
+    f"WHERE {_HASH} = %(digest)s AND {_ACTIVE} AND {_ID} <> {OPERATOR_CLIENT_ID:d}"
+)
+_TOUCH = f"UPDATE {_TABLE} SET {_LAST_USED.column} = %(now)s WHERE {_ID} = %(id)s AND {_STALE}"  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -121,27 +136,28 @@ def authenticate(token: str) -> Grant | None:
     if not is_token_shaped(token):
         return None
     digest = hash_token(token)
-    with database_guard():
-        found = (Client.objects.filter(token_hash=digest, active=True).exclude(pk=OPERATOR_CLIENT_ID)
-                 .values_list("id", "name", "token_hash", "scopes", "accounts", "last_used_at").first())
+    with database_guard(), connection.cursor() as cursor:
+        cursor.execute(_LOOKUP, {"digest": digest, "stale": _stale_before()})
+        found = cursor.fetchone()
         if found is None or not hmac.compare_digest(found[2], digest):
             return None
-        client_id, name, _, scopes, accounts, last_used_at = found
-        _note_use(client_id, last_used_at)
+        client_id, name, _, scopes, accounts, stale = found
+        if stale:
+            _note_use(cursor, client_id)
+    scopes, accounts = (field.from_db_value(value, None, connection)
+                        for field, value in ((_SCOPES, scopes), (_ACCOUNTS, accounts)))
     return Grant(client_id, name, frozenset(scopes), None if accounts is None else frozenset(accounts))
 
 
-def _note_use(client_id: int, last_used_at: datetime | None) -> None:
-    """Move last_used_at forward, at most once per LAST_USED_RESOLUTION per client.
+def _note_use(cursor, client_id: int) -> None:
+    """Move last_used_at forward; of several workers crossing the boundary together, one writes."""
+    cursor.execute(_TOUCH, {"id": client_id, "now": _LAST_USED.get_db_prep_value(timezone.now(), connection),
+                            "stale": _stale_before()})
 
-    The condition is repeated in the UPDATE so that, of several workers crossing the
-    boundary together, one writes and the others match no row.
-    """
-    stale = timezone.now() - LAST_USED_RESOLUTION
-    if last_used_at is not None and last_used_at > stale:
-        return
-    Client.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale), pk=client_id).update(
-        last_used_at=Now())
+
+def _stale_before():
+    """The moment before which last_used_at is due to move, as the database compares it."""
+    return _LAST_USED.get_db_prep_value(timezone.now() - LAST_USED_RESOLUTION, connection)
 
 
 def new_token() -> str:
