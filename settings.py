@@ -51,6 +51,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["energy.http.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "energy.http.negotiation.JSONFirstNegotiation",
     # Every API view needs a client's Bearer token (see energy/http/auth.py); the views
     # that need none (/healthz, /api/schema/) say so themselves.
     "DEFAULT_AUTHENTICATION_CLASSES": ["energy.http.auth.BearerTokenAuthentication"],
