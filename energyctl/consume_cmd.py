@@ -45,10 +45,7 @@ def run_consume(out: Output, account: str, amount: str, key: str, *, client: str
         )
     except EnergyError as exc:
         return out.fail(exc)
-    if out.as_json:
-        out.document(result.to_dict())
-    else:
-        _show_result(out, result)
+    out.answer(result, lambda r: _show_result(out, r))
     return EXIT_CODES[result.status]
 
 

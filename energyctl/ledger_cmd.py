@@ -41,10 +41,8 @@ def run_show(out: Output, key: str, *, client: str | None = None) -> int:
         result = get_record(client_id=client_id_for(client), idempotency_key=key)
     except EnergyError as exc:
         return out.fail(exc)
-    if out.as_json:
-        out.document(result.to_dict())
-    else:
-        show_record(out, result, title=f"[bold green]applied[/] under key {escape(result.idempotency_key)}")
+    out.answer(result, lambda r: show_record(
+        out, r, title=f"[bold green]applied[/] under key {escape(r.idempotency_key)}"))
     return 0
 
 
@@ -70,10 +68,7 @@ def run_history(out: Output, account: str, limit: str) -> int:
         found = account_history(account_id=account_id, limit=count)
     except EnergyError as exc:
         return out.fail(exc)
-    if out.as_json:
-        out.document(found.to_dict())
-    else:
-        _history_table(out, found)
+    out.answer(found, lambda f: _history_table(out, f))
     return 0
 
 
@@ -93,10 +88,7 @@ def run_audit(out: Output) -> int:
         report = audit_ledger()
     except EnergyError as exc:
         return out.fail(exc)
-    if out.as_json:
-        out.document(report.to_dict())
-    else:
-        _audit_summary(out, report)
+    out.answer(report, lambda r: _audit_summary(out, r))
     return 0 if report.clean else EXIT_FAILED
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from energy.domain.exceptions import EnergyError, InvalidRequest, error_document
 
@@ -73,6 +73,13 @@ class Output:
         stream = self._stdout or sys.stdout
         stream.write(json.dumps(data) + "\n")
         stream.flush()
+
+    def answer(self, value, show: Callable[[Any], None]) -> None:
+        """A command's result: ``value.to_dict()`` as the one JSON document, or ``show(value)`` for people."""
+        if self.as_json:
+            self.document(value.to_dict())
+        else:
+            show(value)
 
     def fail(self, exc: EnergyError) -> int:
         """Report a failed outcome once and return its exit code."""

@@ -15,11 +15,8 @@ def run_seed(out: Output, *, accounts: int, energy: int) -> int:
         result = seed_accounts(count=accounts, energy=energy)
     except EnergyError as exc:
         return out.fail(exc)
-    if out.as_json:
-        out.document(result.to_dict())
-    else:
-        out.out.print(
-            f"Accounts 1..{result.accounts} exist: [green]{result.created} created[/] with {result.energy} energy, "
-            f"{result.accounts - result.created} already there (left unchanged)."
-        )
+    out.answer(result, lambda r: out.out.print(
+        f"Accounts 1..{r.accounts} exist: [green]{r.created} created[/] with {r.energy} energy, "
+        f"{r.accounts - r.created} already there (left unchanged)."
+    ))
     return 0
