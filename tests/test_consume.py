@@ -242,3 +242,13 @@ def test_the_orm_path_follows_the_same_rule_as_the_statement(account):
     ]] == ["applied", "replayed", "idempotency_key_mismatch", "insufficient_energy", "account_not_found",
            "applied", "replayed"]
     assert balance() == 0 and Consumption.objects.count() == 2
+
+
+def test_a_result_carries_a_records_fields_in_the_records_order():
+    """ConsumeResult is built as (status, *record): the two field lists must stay aligned."""
+    from dataclasses import fields
+
+    from energy.application.consume import ConsumeResult
+    from energy.domain.decision import Record
+
+    assert [f.name for f in fields(ConsumeResult)] == ["status", *Record._fields]

@@ -67,15 +67,14 @@ class ConsumeResult:
         """The contract's outcome name, as ``EnergyError.outcome`` gives it for a failure."""
         return self.status
 
+    # A result is its status followed by the record's fields, in the record's order.
     @classmethod
     def applied(cls, record: Record) -> "ConsumeResult":
-        return cls(APPLIED, record.consumption_id, record.account_id, record.amount, record.idempotency_key,
-                   record.balance_after, record.created_at)
+        return cls(APPLIED, *record)
 
     @classmethod
     def replayed(cls, record: Record) -> "ConsumeResult":
-        return cls(REPLAYED, record.consumption_id, record.account_id, record.amount, record.idempotency_key,
-                   record.balance_after, record.created_at)
+        return cls(REPLAYED, *record)
 
 
 def consume(
@@ -140,11 +139,15 @@ def answer(decision) -> ConsumeResult:
     raise RuntimeError(f"the consume statement did not carry out {decision!r}")
 
 
+# A Record's fields as the consumption table's columns, in the Record's order.
+RECORD_COLUMNS = tuple("id" if field == "consumption_id" else field for field in Record._fields)
+
+
 def earlier_record(client_id: int, key: str) -> Record | None:
     """The record of ``key`` in ``client_id``'s key space, if the client applied it before."""
     values = (
         Consumption.objects.filter(client_id=client_id, idempotency_key=key)
-        .values_list("id", "account_id", "amount", "idempotency_key", "balance_after", "created_at")
+        .values_list(*RECORD_COLUMNS)
         .first()
     )
     return None if values is None else Record(*values)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from energy.application.consume import ConsumeResult, earlier_record
+from energy.application.consume import RECORD_COLUMNS, ConsumeResult, earlier_record
 from energy.application.guard import database_guard
 from energy.domain.decision import Record
 from energy.domain.exceptions import AccountNotFound, InvalidRequest, KeyNotFound
@@ -24,8 +24,6 @@ from energy.domain.requests import check_page_limit
 from energy.models import Account, Consumption
 
 DEFAULT_HISTORY_LIMIT = 20
-# A Record's fields as the consumption table's columns, in the Record's order.
-_RECORD_COLUMNS = tuple("id" if field == "consumption_id" else field for field in Record._fields)
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ def _newest_first(account_id: int, before: int | None, client_id: int | None):
             raise InvalidRequest({"before": f"account {account_id} has no consumption {before}"})
         # Older than ``before``: a higher balance_after, or the same one with a lower id.
         records = records.filter(balance_after__gte=after).exclude(balance_after=after, id__gte=before)
-    return records.order_by("balance_after", "-id").values_list(*_RECORD_COLUMNS, "client__name")
+    return records.order_by("balance_after", "-id").values_list(*RECORD_COLUMNS, "client__name")
 
 
 @contextmanager
