@@ -117,11 +117,7 @@ def test_a_replay_rides_out_the_termination_of_its_connection(cluster):
 
 @pytest.mark.slow
 def test_a_replay_waits_through_a_server_restart_and_finishes(cluster):
-    replaying = start_replay(cluster)
-    cluster.stop()
-    replaying.stdin.write("".join(line(n) for n in range(HALF, HALF + CHUNK)))
-    replaying.stdin.flush()
-    time.sleep(1.5)  # the replay meets the stopped server and waits
+    replaying = waiting_on_a_stopped_server(cluster)
     assert replaying.poll() is None
     cluster.ensure_up()
     summary, err = finish_rest(replaying)
@@ -130,6 +126,16 @@ def test_a_replay_waits_through_a_server_restart_and_finishes(cluster):
     assert "waiting for the database" in err
     assert summary["applied"] == LINES and summary["total"] == LINES, summary
     assert_each_line_applied_exactly_once(cluster)
+
+
+def waiting_on_a_stopped_server(cluster) -> subprocess.Popen:
+    """A replay whose first half is applied, then a chunk sent after the server stopped."""
+    replaying = start_replay(cluster)
+    cluster.stop()
+    replaying.stdin.write("".join(line(n) for n in range(HALF, HALF + CHUNK)))
+    replaying.stdin.flush()
+    time.sleep(1.5)  # the replay meets the stopped server and waits
+    return replaying
 
 
 def finish_rest(replaying: subprocess.Popen) -> tuple[dict, str]:
@@ -176,11 +182,7 @@ def test_when_the_budget_is_spent_the_replay_stops_and_the_rerun_finishes(cluste
 
 @pytest.mark.slow
 def test_ctrl_c_while_waiting_for_the_database_exits_130_with_the_summary(cluster):
-    replaying = start_replay(cluster)
-    cluster.stop()
-    replaying.stdin.write("".join(line(n) for n in range(HALF, HALF + CHUNK)))
-    replaying.stdin.flush()
-    time.sleep(1.5)  # waiting, with up to 30 s of budget left
+    replaying = waiting_on_a_stopped_server(cluster)  # with up to 30 s of budget left
     replaying.send_signal(signal.SIGINT)
     out, err = replaying.communicate(timeout=WAIT_S)
 
