@@ -1,8 +1,8 @@
 """WSGI entry point for `energyctl serve` and any WSGI server.
 
-Kept database connections are checked by Django itself (CONN_HEALTH_CHECKS): the first
-Django cursor of a request probes a reused connection and replaces it if the database
-restarted. Every statement of the API runs on Django's cursor, the token lookup first.
+Database connections are kept across requests and not probed before reuse: the first
+statement of every API request, the token lookup (and /healthz's query), is retried once on
+a new connection when the kept one died meanwhile (energy.application.guard.once_more_if_lost).
 """
 
 import os

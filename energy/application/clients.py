@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from energy.application.guard import database_guard
+from energy.application.guard import database_guard, once_more_if_lost
 from energy.domain.clients import (
     ALL_SCOPES,
     READ,
@@ -136,17 +136,26 @@ def authenticate(token: str) -> Grant | None:
     if not is_token_shaped(token):
         return None
     digest = hash_token(token)
+    # The first statement of every API request: a kept connection found dead is replaced here.
+    found = once_more_if_lost(lambda: _look_up(digest))
+    if found is None:
+        return None
+    client_id, name, _, scopes, accounts, _ = found
+    scopes, accounts = (field.from_db_value(value, None, connection)
+                        for field, value in ((_SCOPES, scopes), (_ACCOUNTS, accounts)))
+    return Grant(client_id, name, frozenset(scopes), None if accounts is None else frozenset(accounts))
+
+
+def _look_up(digest: str) -> tuple | None:
+    """The active client row whose token hashes to ``digest``, its last use moved forward if due."""
     with database_guard(), connection.cursor() as cursor:
         cursor.execute(_LOOKUP, {"digest": digest, "stale": _stale_before()})
         found = cursor.fetchone()
         if found is None or not hmac.compare_digest(found[2], digest):
             return None
-        client_id, name, _, scopes, accounts, stale = found
-        if stale:
-            _note_use(cursor, client_id)
-    scopes, accounts = (field.from_db_value(value, None, connection)
-                        for field, value in ((_SCOPES, scopes), (_ACCOUNTS, accounts)))
-    return Grant(client_id, name, frozenset(scopes), None if accounts is None else frozenset(accounts))
+        if found[5]:
+            _note_use(cursor, found[0])
+        return found
 
 
 def _note_use(cursor, client_id: int) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
+from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TypeVar
 
 from django.db import (
     DEFAULT_DB_ALIAS,
@@ -21,6 +24,8 @@ from energy.db.deadline import watchdog
 from energy.domain.exceptions import Unavailable
 from energy.redact import redact_text
 
+T = TypeVar("T")
+log = logging.getLogger("energy.db")
 # SQLSTATE 42P01: a table is missing, i.e. the schema was never migrated on this database.
 _UNDEFINED_TABLE = "42P01"
 # A prepared statement the client believes in is missing (26000) or one of its name already
@@ -36,6 +41,27 @@ POOLED_PREPARED = (
 )
 # psycopg connections whose session settings were checked (behind a pooler only).
 _checked: weakref.WeakSet = weakref.WeakSet()
+
+
+class LostConnection(Unavailable):
+    """A connection kept from an earlier call was found dead (the server restarted, a proxy
+    dropped it): it is closed now, and a new one may well succeed at once."""
+
+
+def once_more_if_lost(read: Callable[[], T]) -> T:
+    """``read()`` (a read-only call that guards itself), and once more if its kept connection was dead.
+
+    Servers keep connections across requests. Instead of probing each one with a round trip
+    before every request (Django's CONN_HEALTH_CHECKS), the first statement of a request is
+    run through this: a connection that died while idle costs one failed read, retried on a
+    new connection, and a live one costs nothing. Only for reads: a write is retried by its
+    caller, with its idempotency key.
+    """
+    try:
+        return read()
+    except LostConnection as lost:
+        log.info("a kept database connection was found closed (%s); reconnecting", lost.reason)
+        return read()
 
 
 @contextmanager
@@ -55,6 +81,8 @@ def database_guard(*, migrating: bool = False):
     # SQLite waits only for its file lock, which its busy timeout bounds.
     bounded = wrapper.vendor == "postgresql" and not migrating
     token = watchdog.arm(wrapper, dbconfig.CLIENT_TIMEOUT_MS / 1000) if bounded else None
+    # Opened by an earlier call (a request ago, perhaps) and outside any transaction of the caller.
+    kept = wrapper.connection is not None and not wrapper.in_atomic_block
     try:
         if not migrating:
             _check_session()
@@ -65,8 +93,9 @@ def database_guard(*, migrating: bool = False):
             raise
         if "no such table" in str(exc):  # SQLite reports a missing schema this way
             raise Unavailable(NOT_MIGRATED) from exc
+        lost = kept and not timed_out and _broken(wrapper)
         _give_up_on_connection(drop=timed_out)
-        raise Unavailable(_deadline_reason() if timed_out else _reason(exc)) from exc
+        raise (LostConnection if lost else Unavailable)(_deadline_reason() if timed_out else _reason(exc)) from exc
     except ProgrammingError as exc:
         watchdog.disarm(token)
         sqlstate = _sqlstate(exc)
@@ -92,6 +121,12 @@ def _give_up_on_connection(*, drop: bool) -> None:
     else:
         # A dead connection stays dead; drop it so the next call in this process reconnects.
         connection.close_if_unusable_or_obsolete()
+
+
+def _broken(wrapper) -> bool:
+    """The driver's connection is closed under us: the server or the network ended it."""
+    raw = wrapper.connection
+    return raw is None or bool(getattr(raw, "closed", False))
 
 
 def _check_session() -> None:
