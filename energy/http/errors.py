@@ -22,12 +22,16 @@ HTTP_STATUS = {
 RETRY_AFTER_SECONDS = 1
 
 
+def energy_error(exc: EnergyError) -> tuple[int, dict, dict[str, str]]:
+    """A use case's refusal as HTTP: status, the contract's error body, extra headers."""
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, Unavailable) else {}
+    return HTTP_STATUS[exc.outcome], describe(exc), headers
+
+
 def exception_handler(exc, context):
     if isinstance(exc, EnergyError):
-        response = Response(describe(exc), status=HTTP_STATUS[exc.outcome])
-        if isinstance(exc, Unavailable):
-            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        status, document, headers = energy_error(exc)
+        return Response(document, status=status, headers=headers)
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         response = Response(error_document("unauthenticated", _text(exc.detail)), status=401)
         # DRF sets auth_header from the authentication class: always "Bearer" here.

@@ -14,11 +14,16 @@ JSON = "application/json"
 _ANY_OR_JSON = frozenset({None, "*/*", JSON})
 
 
+def accepts_json_by_default(meta) -> bool:
+    """The request's Accept header leaves the answer to the server, or asks for JSON exactly."""
+    return meta.get("HTTP_ACCEPT") in _ANY_OR_JSON
+
+
 class JSONFirstNegotiation(DefaultContentNegotiation):
     def select_renderer(self, request, renderers, format_suffix=None):
         first = renderers[0] if renderers else None
         if (first is not None and first.media_type == JSON and format_suffix is None
-                and request.META.get("HTTP_ACCEPT") in _ANY_OR_JSON
+                and accepts_json_by_default(request.META)
                 and self.settings.URL_FORMAT_OVERRIDE not in request.query_params):
             return first, JSON
         return super().select_renderer(request, renderers, format_suffix)
