@@ -5,9 +5,7 @@
 Runs in one process against a database of its own on the configured server (``<name>_bench``,
 as ``energyctl bench``): a client is added, then the same ``POST /api/energy/consume/`` goes
 through Django's WSGI handler ``--requests`` times, and the time spent inside the API's
-authentication class (hashing the token, reading the client) is measured around each call; it
-includes Django's probe of the kept connection (CONN_HEALTH_CHECKS), which runs at the
-request's first statement, the token lookup.
+authentication class (hashing the token, reading the client) is measured around each call.
 Prints CPU and wall microseconds per request for the whole request and for authentication.
 """
 

@@ -77,8 +77,8 @@ def _own_engine(target, workload: Workload, n: int):
     if workload.kind == "http":
         url = http_api.database_url(target)
         token = http_api.client_token(url, f"bench-{workload.name}")
-        with http_api.served(url) as port:
-            yield http_api.engine_name(), lambda secs: _checked_http(target, workload, port, n, secs, token)
+        with http_api.served(url) as server:
+            yield http_api.engine_name(), lambda secs: _checked_http(target, workload, server, n, secs, token)
         return
 
     def measure(secs):
@@ -90,8 +90,8 @@ def _own_engine(target, workload: Workload, n: int):
     yield (BULK_ENGINE if workload.bulk else CONSUME_ENGINE), measure
 
 
-def _checked_http(target, workload: Workload, port: int, n: int, seconds: int, token: str | None) -> dict:
-    measured = http_api.measure(port, accounts=workload.accounts, connections=n, seconds=seconds,
+def _checked_http(target, workload: Workload, server, n: int, seconds: int, token: str | None) -> dict:
+    measured = http_api.measure(server, accounts=workload.accounts, connections=n, seconds=seconds,
                                 prefix=workload.name, token=token)
     unexpected = {k: v for k, v in measured["outcomes"].items() if k not in ("applied", "replayed")}
     if unexpected:
@@ -162,7 +162,9 @@ def _merged(measured: list[dict]) -> dict:
     return {
         "ops": sum(m["ops"] for m in measured),
         "elapsed": sum(m["elapsed"] for m in measured),
-        "cpu_seconds": sum(m["cpu_seconds"] for m in measured),
+        # None where CPU could not be read (an HTTP server off Linux).
+        "cpu_seconds": None if any(m["cpu_seconds"] is None for m in measured)
+        else sum(m["cpu_seconds"] for m in measured),
         "latencies": sorted(x for m in measured for x in m["latencies"]),
         "outcomes": outcomes,
         "errors": [e for m in measured for e in m["errors"]],
@@ -187,7 +189,8 @@ def _row(engine: str, processes: int, measured: dict, problems: list[str]) -> di
         "ops_per_s": round(ops / elapsed, 1) if elapsed else 0.0,
         "p50_ms": _percentile(latencies, 50),
         "p99_ms": _percentile(latencies, 99),
-        "cpu_us_per_op": round(measured["cpu_seconds"] / ops * 1e6, 1) if ops else None,
+        "cpu_us_per_op": round(measured["cpu_seconds"] / ops * 1e6, 1) if ops and measured["cpu_seconds"] is not None
+        else None,
         "outcomes": measured["outcomes"],
         "invariants_ok": not problems,
         "problems": problems,
@@ -238,7 +241,8 @@ def render(report: dict, console) -> None:
             console.print(f"replay, all replayed: {again}x {workload['reference']} "
                           f"(target {REPLAYED_TARGET_RATIO}x): {verdict}")
     if report.get("http_client"):
-        console.print(f"HTTP load: {report['http_client']}")
+        console.print(f"HTTP load: {report['http_client']}; its CPU column is the server's (energyctl serve "
+                      "and its workers), the database's client there")
 
 
 def _ms(value: float | None) -> str:

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.database import Target
@@ -45,6 +46,21 @@ def energyctl() -> str:
     return str(Path(sys.executable).with_name("energyctl"))
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running ``energyctl serve``: where it listens, and the CPU it has used so far."""
+
+    port: int
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU of the server and its worker processes (Linux /proc), or None elsewhere."""
+        try:
+            return sum(_own_cpu(pid) for pid in (self.pid, *_children(self.pid)))
+        except OSError:
+            return None
+
+
 @contextmanager
 def served(url: str):
     """``energyctl serve`` with its defaults on a free port, its log in a temporary file."""
@@ -54,7 +70,7 @@ def served(url: str):
                                   stdout=subprocess.DEVNULL, stderr=log)
         try:
             _wait_until_listening(server, port, log)
-            yield port
+            yield Served(port, server.pid)
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -83,13 +99,24 @@ def engine_name() -> str:
     return "energyctl serve, built-in client (wrk not on PATH)"
 
 
-def measure(port: int, *, accounts: int, connections: int, seconds: float, prefix: str,
+def measure(server: Served, *, accounts: int, connections: int, seconds: float, prefix: str,
             token: str | None) -> dict:
-    """Drive the server for ``seconds``; the shape ``clients.run`` returns, statuses as outcomes."""
+    """Drive the server for ``seconds``; the shape ``clients.run`` returns, statuses as outcomes.
+
+    ``cpu_seconds`` is the server's CPU over the run, not the load generator's: the server is
+    the database's client here, the side a request's cost is paid by (``load_cpu_seconds``
+    keeps the load generator's).
+    """
     headers = request_headers(token)
+    before = server.cpu_seconds()
     if shutil.which("wrk"):
-        return _wrk(port, accounts, connections, seconds, prefix, headers)
-    return _builtin(port, accounts, connections, seconds, prefix, headers)
+        measured = _wrk(server.port, accounts, connections, seconds, prefix, headers)
+    else:
+        measured = _builtin(server.port, accounts, connections, seconds, prefix, headers)
+    after = server.cpu_seconds()
+    measured["load_cpu_seconds"] = measured["cpu_seconds"]
+    measured["cpu_seconds"] = after - before if before is not None and after is not None else None
+    return measured
 
 
 def _wrk(port, accounts, connections, seconds, prefix, headers) -> dict:
@@ -202,6 +229,26 @@ def _listening(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _own_cpu(pid: int) -> float:
+    # /proc/PID/stat: fields after the command's closing parenthesis start at field 3 (state);
+    # utime and stime are fields 14 and 15, in clock ticks.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (serve's workers with --workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile, or not ours to read
+    return found
 
 
 def _children_cpu() -> float:
