@@ -9,7 +9,7 @@ import typer
 from energy.domain.exceptions import EnergyError, Unavailable
 from energy.presenters.output import EXIT_CODES, EXIT_CONFIG, Output
 from energy.redact import redact_url
-from energyctl.http_server import DEFAULT_THREADS
+from energyctl.http_server import DEFAULT_PROCESSES, DEFAULT_THREADS
 
 
 def register(app: typer.Typer) -> None:
@@ -40,8 +40,9 @@ def migrate() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", envvar="ENERGYCTL_HOST", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", envvar="ENERGYCTL_PORT", min=1, max=65535, help="TCP port."),
-    workers: int = typer.Option(1, "--workers", envvar="ENERGYCTL_WORKERS", min=1, max=64,
-                                help="Processes sharing the port; more only pay off with more CPU cores."),
+    workers: int = typer.Option(DEFAULT_PROCESSES, "--workers", envvar="ENERGYCTL_WORKERS", min=1, max=64,
+                                help="Processes sharing the port (default: 2, or 1 on a single CPU); "
+                                     "more only pay off with more CPU cores."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", envvar="ENERGYCTL_THREADS", min=1, max=256,
                                 help="Threads per process running requests (each keeps one database connection)."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", envvar="ENERGYCTL_ACCESS_LOG",
