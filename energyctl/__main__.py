@@ -1,4 +1,7 @@
 def main() -> None:
+    from energyctl import startup
+
+    startup.pause_collection()
     from energyctl.app import run
 
     run()

@@ -9,13 +9,16 @@ def setup_django(*, log_level: str = "WARNING") -> None:
     """Configure Django with ``settings`` once; ``log_level`` applies unless the environment sets one."""
     from django.apps import apps
 
-    if apps.ready:
-        return
-    os.environ["DJANGO_SETTINGS_MODULE"] = "settings"
-    os.environ.setdefault("ENERGYCTL_LOG_LEVEL", log_level)
-    from energy.standalone import setup_django as setup
+    if not apps.ready:
+        os.environ["DJANGO_SETTINGS_MODULE"] = "settings"
+        os.environ.setdefault("ENERGYCTL_LOG_LEVEL", log_level)
+        from energy.standalone import setup_django as setup
 
-    setup()
+        setup()
+    # Start-up ends here: what follows is the command's own work (energyctl/startup.py).
+    from energyctl.startup import resume_collection
+
+    resume_collection()
 
 
 def prepare_database() -> None:

@@ -31,8 +31,10 @@ def torture(
     """
     import os
 
+    from energyctl.startup import resume_collection
     from torture import run_torture
 
+    resume_collection()  # a long run that never sets Django up in this process
     url = os.environ.get("DATABASE_URL") if use_database_url else None
     if use_database_url and not (url or "").startswith("postgres"):
         raise typer.BadParameter("--use-database-url needs DATABASE_URL set to a postgresql:// URL")
