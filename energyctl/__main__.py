@@ -1,7 +1,12 @@
 def main() -> None:
-    from energyctl import startup
+    import sys
+
+    from energyctl import fast_path, startup
 
     startup.pause_collection()
+    code = fast_path.run(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     from energyctl.app import run
 
     run()

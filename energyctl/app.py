@@ -14,8 +14,8 @@ import typer
 from typer.core import TyperGroup
 
 from energy.domain.exceptions import error_document
-from energy.presenters.output import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, Output, escape
-from energy.redact import redact_text
+from energy.presenters.output import EXIT_CODES, Output, escape
+from energyctl import failures
 
 # Command name -> module whose register(app) adds it. Only the module of the command being
 # run is imported, so one command does not pay for the imports of all the others.
@@ -68,24 +68,17 @@ class EnergyctlGroup(TyperGroup):
             Output().note(f"[bold red]error[/]: {_one_line(exc.format_message())}")
             return exc.exit_code
         except typer.Abort:
-            Output().note("Interrupted.")
-            return EXIT_INTERRUPTED
+            return failures.interrupted()
         except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
-            if os.environ.get("ENERGYCTL_TRACEBACK") == "1":
+            if failures.wants_traceback():
                 raise
-            message = f"unexpected {type(exc).__name__}: {' '.join(redact_text(str(exc)).split())}"
-            out = Output(as_json="--json" in args)
-            if out.as_json:
-                out.document(error_document("internal_error", message))
-            out.note(f"[bold red]error[/]: {escape(message)} (set ENERGYCTL_TRACEBACK=1 to see where)")
-            return EXIT_FAILED
+            return failures.unexpected(exc, args)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            Output().note("Interrupted.")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise typer.Exit(failures.interrupted()) from None
 
 
 def _usage_error(exc, args: list[str]) -> int:
