@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from filelock import FileLock
-
 EMBEDDED_ENGINE = "energy.db.embedded"
 
 
@@ -30,6 +28,9 @@ def _ensure_embedded_schema() -> None:
     data_dir = marker.parent
     if _read(marker) == wanted:
         return
+    # Imported only here: every later run finds the marker current and never takes the lock.
+    from filelock import FileLock
+
     from energy.application.guard import database_guard
 
     # First runs started together would race to initdb, create the database and migrate;
