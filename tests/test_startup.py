@@ -175,7 +175,7 @@ def test_every_line_the_fast_path_accepts_typer_reads_into_the_same_values(comma
                 assert _typer_reading(args, monkeypatch) == (0, parsed), args
 
 
-_LOADED = ("typer", "pydantic", "rich", "rest_framework", "drf_spectacular")
+_LOADED = ("typer", "pydantic", "rich", "rest_framework", "drf_spectacular", "django", "psycopg")
 
 
 def _script(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -258,3 +258,10 @@ def test_help_and_unusual_lines_still_go_through_typer():
     assert help_page.returncode == 0 and "Idempotency key" in help_page.stdout, help_page.stderr
     assert "typer" in _loaded(help_page)
     assert usage.returncode == 2 and "No such option: --nope" in usage.stderr, usage.stderr
+
+
+def test_the_help_page_imports_no_database_code():
+    done = _script("--help", env={})
+
+    assert done.returncode == 0 and "race-demo" in done.stdout and "torture" in done.stdout, done.stderr
+    assert not _loaded(done) & {"django", "psycopg"}, done.stderr

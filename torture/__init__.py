@@ -9,6 +9,15 @@ happens in child processes.
 """
 
 from torture.config import TortureConfig
-from torture.run import Report, run_torture
 
 __all__ = ["Report", "TortureConfig", "run_torture"]
+
+
+def __getattr__(name: str):
+    # The run (and the cluster code it imports) loads only when used: `energyctl --help`
+    # imports this package for TortureConfig's defaults and should not pay for the rest.
+    if name in ("Report", "run_torture"):
+        from torture import run
+
+        return getattr(run, name)
+    raise AttributeError(name)
