@@ -1,6 +1,6 @@
 """Benchmark: ``energyctl replay FILE`` as a whole process, next to pgbench at one client.
 
-    python -m benchmarks.replay_e2e [--lines 20000] [--accounts 1000] [--rounds 3] [--json]
+    python -m benchmarks.replay_e2e [--lines 20000] [--accounts 1000] [--rounds 3] [--against SCRIPT] [--json]
 
 Each round makes a fresh database (tables without statistics, as a user's first big replay
 meets them), seeds the accounts with ``energyctl seed``, then times two whole processes:
@@ -9,6 +9,10 @@ the same command again, where every line comes back replayed. Start-up is includ
 runs the case study's SQL at one client on the same server for the reference rate, and the
 ledger is audited after every round. Runs on a throwaway embedded cluster, or in a database
 of its own on the server of DATABASE_URL. Prints figures; exit 1 only if a run failed.
+
+``--against SCRIPT`` runs another ``energyctl`` (e.g. an install of an older commit) through
+the same rounds, each on a fresh database of its own, alternating which goes first, so that
+the two are compared side by side in one run; CPU time of the replays is reported too.
 """
 
 from __future__ import annotations
@@ -42,31 +46,42 @@ def write_requests(path: Path, lines: int, accounts: int, seed: int | str) -> No
             out.write(json.dumps(request) + "\n")
 
 
-def energyctl(url: str, *args: str) -> tuple[float, subprocess.CompletedProcess]:
-    script = Path(sys.executable).parent / "energyctl"
+def energyctl(url: str, *args: str, script: Path | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    script = script or Path(sys.executable).parent / "energyctl"
     env = {**os.environ, "DATABASE_URL": url, "ENERGYCTL_LOG_LEVEL": "WARNING"}
     started = time.perf_counter()
     done = subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=600)
     return time.perf_counter() - started, done
 
 
-def replay_round(database, lines: int, accounts: int, seed: int, workdir: Path) -> dict:
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def replay_round(database, lines: int, accounts: int, seed: int, workdir: Path, script: Path | None = None) -> dict:
     requests = workdir / f"requests-{seed}.jsonl"
     write_requests(requests, lines, accounts, seed)
     url = database.url
     for args in (("migrate",), ("seed", "--accounts", str(accounts), "--energy", str(START_ENERGY))):
-        _, done = energyctl(url, *args)
+        _, done = energyctl(url, *args, script=script)
         if done.returncode != 0:
             raise SystemExit(f"energyctl {args[0]} failed: {done.stderr.strip()}")
-    first_s, first = energyctl(url, "replay", str(requests), "--json")
-    again_s, again = energyctl(url, "replay", str(requests), "--json")
+    cpu = _children_cpu()
+    first_s, first = energyctl(url, "replay", str(requests), "--json", script=script)
+    first_cpu, cpu = _children_cpu() - cpu, _children_cpu()
+    again_s, again = energyctl(url, "replay", str(requests), "--json", script=script)
+    again_cpu = _children_cpu() - cpu
     problems = []
     for name, done, outcome in (("first run", first, "applied"), ("re-run", again, "replayed")):
         summary = json.loads(done.stdout) if done.stdout.strip() else {}
         if done.returncode != 0 or summary.get(outcome) != lines:
             problems.append(f"{name}: exit {done.returncode}, {summary or done.stderr.strip()}")
     problems += ledger_problems(url)
-    return {"first_s": first_s, "again_s": again_s, "problems": problems}
+    return {"first_s": first_s, "again_s": again_s, "first_cpu_s": first_cpu, "again_cpu_s": again_cpu,
+            "problems": problems}
 
 
 def ledger_problems(url: str) -> list[str]:
@@ -101,45 +116,57 @@ def pgbench_rate(database, accounts: int) -> float:
     raise SystemExit(f"pgbench failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
-def run(lines: int, accounts: int, rounds: int, progress=None) -> dict:
+def run(lines: int, accounts: int, rounds: int, progress=None, against: Path | None = None) -> dict:
     from torture.cluster import OwnCluster, TortureDatabase, open_database
 
     server_url = os.environ.get("DATABASE_URL")
     cluster: TortureDatabase | None = None if server_url else OwnCluster()
-    firsts, agains, problems, rates = [], [], [], []
+    scripts_run = {"this": None, **({"against": against} if against else {})}
+    measured = {label: [] for label in scripts_run}
+    problems, rates = [], []
     try:
         with tempfile.TemporaryDirectory(prefix="energyctl-replay-bench-") as tmp:
             for round_number in range(rounds):
-                # A fresh database per round: the first replay meets tables without statistics.
-                database = open_database(server_url) if server_url else _fresh_database(cluster, round_number)
-                try:
-                    if progress:
-                        progress(f"round {round_number + 1}/{rounds}: replay of {lines:,} lines, then its re-run")
-                    measured = replay_round(database, lines, accounts, round_number, Path(tmp))
-                    firsts.append(measured["first_s"])
-                    agains.append(measured["again_s"])
-                    problems += measured["problems"]
-                    if progress:
-                        progress(f"round {round_number + 1}/{rounds}: pgbench case-study SQL, 1 client")
-                    rates.append(pgbench_rate(database, accounts))
-                finally:
-                    if server_url:
-                        database.close()
+                labels = list(scripts_run)[:: 1 if round_number % 2 == 0 else -1]
+                for label in labels:
+                    # A fresh database per run: the first replay meets tables without statistics.
+                    database = (open_database(server_url) if server_url
+                                else _fresh_database(cluster, f"{round_number}_{label}"))
+                    try:
+                        if progress:
+                            progress(f"round {round_number + 1}/{rounds} ({label}): replay of {lines:,} lines, "
+                                     "then its re-run")
+                        one = replay_round(database, lines, accounts, round_number, Path(tmp), scripts_run[label])
+                        measured[label].append(one)
+                        problems += [f"{label}: {problem}" for problem in one["problems"]]
+                        if label == labels[-1]:
+                            if progress:
+                                progress(f"round {round_number + 1}/{rounds}: pgbench case-study SQL, 1 client")
+                            rates.append(pgbench_rate(database, accounts))
+                    finally:
+                        if server_url:
+                            database.close()
     finally:
         if cluster is not None:
             cluster.close()
     pgbench = statistics.median(rates)
-    first, again = statistics.median(firsts), statistics.median(agains)
-    return {
-        "lines": lines, "accounts": accounts, "rounds": rounds,
-        "pgbench_case_study_1_client_tx_per_s": round(pgbench, 1),
-        "replay_new_keys": {"seconds": round(first, 3), "lines_per_s": round(lines / first, 1),
-                            "ratio": round(lines / first / pgbench, 2), "target_ratio": 10.0},
-        "replay_rerun": {"seconds": round(again, 3), "lines_per_s": round(lines / again, 1),
-                         "ratio": round(lines / again / pgbench, 2), "target_ratio": 15.0},
-        "problems": problems,
-        "ok": not problems,
-    }
+    report = {"lines": lines, "accounts": accounts, "rounds": rounds,
+              "pgbench_case_study_1_client_tx_per_s": round(pgbench, 1),
+              **_figures(measured["this"], lines, pgbench)}
+    if against:
+        report["against"] = {"script": str(against), **_figures(measured["against"], lines, pgbench)}
+    return {**report, "problems": problems, "ok": not problems}
+
+
+def _figures(runs: list[dict], lines: int, pgbench: float) -> dict:
+    """Medians over the rounds of one script's replays, as rates and ratios to pgbench."""
+    figures = {}
+    for name, key, target in (("replay_new_keys", "first", 10.0), ("replay_rerun", "again", 15.0)):
+        seconds = statistics.median(run[f"{key}_s"] for run in runs)
+        figures[name] = {"seconds": round(seconds, 3), "lines_per_s": round(lines / seconds, 1),
+                         "ratio": round(lines / seconds / pgbench, 2), "target_ratio": target,
+                         "cpu_seconds": round(statistics.median(run[f"{key}_cpu_s"] for run in runs), 3)}
+    return figures
 
 
 def run_case(target, accounts: int, lines: int, seed: int | str) -> list[dict]:
@@ -190,12 +217,12 @@ def _bench_row(url: str, path: Path, expected: str, lines: int) -> dict:
             "errors": errors}
 
 
-def _fresh_database(cluster, round_number: int):
-    """A new database on the throwaway cluster, so every round starts from empty, unanalysed tables."""
+def _fresh_database(cluster, suffix: str):
+    """A new database on the throwaway cluster, so every run starts from empty, unanalysed tables."""
     import psycopg
     from psycopg import sql
 
-    name = f"replay_bench_{round_number}"
+    name = f"replay_bench_{suffix}"
     with cluster.connect() as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -210,19 +237,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=LINES, help=f"requests in the file (default {LINES})")
     parser.add_argument("--accounts", type=int, default=1_000, help="accounts they spread over (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="fresh databases to run on; medians (default 3)")
+    parser.add_argument("--against", type=Path, metavar="SCRIPT",
+                        help="another energyctl to run through the same rounds, side by side")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     if min(args.lines, args.accounts, args.rounds) < 1:
         parser.error("--lines, --accounts and --rounds must be at least 1")
+    if args.against and not args.against.is_file():
+        parser.error(f"--against: no such script {args.against}")
     report = run(args.lines, args.accounts, args.rounds,
-                 progress=None if args.json else lambda text: print(text, file=sys.stderr))
+                 progress=None if args.json else lambda text: print(text, file=sys.stderr), against=args.against)
     if args.json:
         print(json.dumps(report))
     else:
         print(f"pgbench case-study SQL, 1 client: {report['pgbench_case_study_1_client_tx_per_s']:,.0f} tx/s")
-        for name, row in (("replay, new keys", report["replay_new_keys"]), ("replay, re-run", report["replay_rerun"])):
-            print(f"energyctl {name}: {report['lines']:,} lines in {row['seconds']:.2f} s = "
-                  f"{row['lines_per_s']:,.0f} lines/s = {row['ratio']}x pgbench (target {row['target_ratio']}x)")
+        shown = [("energyctl", report), *([(str(args.against), report["against"])] if args.against else [])]
+        for script, figures in shown:
+            for name, row in (("replay, new keys", figures["replay_new_keys"]),
+                              ("replay, re-run", figures["replay_rerun"])):
+                print(f"{script} {name}: {report['lines']:,} lines in {row['seconds']:.2f} s "
+                      f"(CPU {row['cpu_seconds']:.2f} s) = {row['lines_per_s']:,.0f} lines/s = "
+                      f"{row['ratio']}x pgbench (target {row['target_ratio']}x)")
         for problem in report["problems"]:
             print(f"FAILED: {problem}")
     return 0 if report["ok"] else 1
