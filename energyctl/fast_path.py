@@ -1,15 +1,16 @@
-"""``energyctl consume`` and ``energyctl balance`` on a plain command line, without Typer.
+"""``energyctl consume``, ``balance`` and ``replay`` on a plain command line, without Typer.
 
 These are the commands that scripts run one after another. Typer 0.29 checks every option
 value through pydantic, and importing Typer and pydantic cost a one-shot consume more than
 anything it does itself (README, "One-shot start-up"). So a command line of the plain form
-``consume --account 1 --amount 30 --key k [--client NAME] [--json]`` (options in any order,
-each once, every value a separate word that does not start with ``-``) is read here and
-handed to the same ``run_consume``/``run_balance`` as the Typer command. Anything else
-(help, a missing or repeated option, ``--opt=value``, global options, shell completion)
-goes to Typer, which answers it, errors included, as always.
+``consume --account 1 --amount 30 --key k [--client NAME] [--json]`` or ``replay FILE
+[--client NAME] [--json]`` (options in any order, each once, every value a separate word
+that does not start with ``-``, the file ``-`` for stdin) is read here and handed to the same
+functions as the Typer command. Anything else (help, a missing or repeated option, the
+numeric options of replay, ``--opt=value``, global options, shell completion) goes to
+Typer, which answers it, errors included, as always.
 
-OPTIONS repeats, for these two commands, what their Typer declarations say;
+OPTIONS and ARGUMENTS repeat, for these commands, what their Typer declarations say;
 tests/test_startup.py checks that the two agree and that every line accepted here is
 read by Typer into the same values.
 """
@@ -23,9 +24,14 @@ OPTIONS = {
     "consume": {"--account": "account", "--amount": "amount", "--key": "key", "--client": "client",
                 "--json": "as_json"},
     "balance": {"--account": "account", "--json": "as_json"},
+    "replay": {"--client": "client", "--json": "as_json"},
 }
+# command -> the parameter name of its one positional argument.
+ARGUMENTS = {"replay": "file"}
 FLAGS = {"as_json"}
-REQUIRED = {"consume": {"account", "amount", "key"}, "balance": {"account"}}
+REQUIRED = {"consume": {"account", "amount", "key"}, "balance": {"account"}, "replay": {"file"}}
+# The file name that means stdin; any other value starting with "-" is left to Typer.
+STDIN = "-"
 # Set by the shell when it asks for completions; Typer answers those.
 COMPLETION_VARIABLE = "_ENERGYCTL_COMPLETE"
 
@@ -40,20 +46,29 @@ def parse(args: list[str]) -> tuple[str, dict] | None:
     seen: set[str] = set()
     words = iter(args[1:])
     for word in words:
-        name = options.get(word)
+        name = options.get(word) or _argument(command, word)
         if name is None or name in seen:
             return None
         seen.add(name)
         if name in FLAGS:
             params[name] = True
-            continue
-        value = next(words, None)
-        if value is None or not _plain(value):
-            return None
-        params[name] = value
+        elif name == ARGUMENTS.get(command):
+            params[name] = word
+        else:
+            value = next(words, None)
+            if value is None or not _plain(value):
+                return None
+            params[name] = value
     if not REQUIRED[command] <= seen:
         return None
     return command, params
+
+
+def _argument(command: str, word: str) -> str | None:
+    """The positional argument's name when ``word`` can be its value, else None."""
+    if command in ARGUMENTS and (word == STDIN or _plain(word)):
+        return ARGUMENTS[command]
+    return None
 
 
 def _plain(value: str) -> bool:
@@ -87,9 +102,17 @@ def run(args: list[str]) -> int | None:
 
 def _run(command: str, params: dict) -> int:
     from energy.presenters.output import Output
+
+    if command == "replay":
+        # As the Typer command does: Django first, then the file; the numeric options keep their defaults.
+        from energy.presenters.replay import run_replay
+        from energyctl.bootstrap import setup_django
+
+        setup_django()
+        return run_replay(Output(as_json=params["as_json"]), params["file"], client=params["client"])
     from energyctl.consume_run import run_balance, run_consume
 
-    out = Output(as_json=params.pop("as_json"))
+    out = Output(as_json=params["as_json"])
     if command == "consume":
         return run_consume(out, params["account"], params["amount"], params["key"], client=params["client"])
     return run_balance(out, params["account"])

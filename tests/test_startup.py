@@ -76,20 +76,31 @@ def test_a_command_that_ends_before_django_never_pays_for_collection():
     assert "collector False" in done.stderr
 
 
-# consume and balance on a plain command line skip Typer (energyctl/fast_path.py).
+# consume, balance and replay on a plain command line skip Typer (energyctl/fast_path.py).
 
 def _typer_reading(args: list[str], monkeypatch) -> tuple[int, tuple | None]:
-    """Exit code of Typer's app for ``args`` and the values it handed to run_consume/run_balance."""
+    """Exit code of Typer's app for ``args`` and the values it handed to what runs the command."""
     import typer.main
 
-    from energyctl import consume_cmd
+    from energy.presenters import replay
+    from energyctl import consume_cmd, replay_cmd
     from energyctl.app import build_app
 
     seen = []
+
+    def run_replay(out, file, *, chunk_size, show_failures, client, retry_for):
+        # The options a plain line leaves out must reach the replay as its own defaults.
+        assert (chunk_size, show_failures, retry_for) == (
+            replay.DEFAULT_CHUNK, replay.DEFAULT_SHOWN_FAILURES, replay.DEFAULT_RETRY_FOR_S)
+        seen.append(("replay", {"client": client, "as_json": out.as_json, "file": file}))
+        return 0
+
     monkeypatch.setattr(consume_cmd, "run_consume", lambda out, account, amount, key, client=None: seen.append(
         ("consume", {"account": account, "amount": amount, "key": key, "client": client, "as_json": out.as_json})) or 0)
     monkeypatch.setattr(consume_cmd, "run_balance", lambda out, account: seen.append(
         ("balance", {"account": account, "as_json": out.as_json})) or 0)
+    monkeypatch.setattr(replay_cmd, "run_replay", run_replay)
+    monkeypatch.setattr(replay_cmd, "setup_django", lambda: None)
     code = typer.main.get_command(build_app(args[0] if args else None)).main(
         list(args), prog_name="energyctl", standalone_mode=False)
     return code, (seen[0] if seen else None)
@@ -104,8 +115,13 @@ def test_the_fast_path_knows_the_same_options_as_the_typer_commands():
     group = typer.main.get_command(build_app())
     for name, options in fast_path.OPTIONS.items():
         params = [param for param in group.commands[name].params if param.name != "help"]
-        assert {opt: param.name for param in params for opt in param.opts} == options
-        assert {param.name for param in params if param.is_flag} == fast_path.FLAGS & set(options.values())
+        typer_options = [param for param in params if param.param_type_name == "option"]
+        read = [param for param in typer_options if param.name in options.values()]
+        assert {opt: param.name for param in read for opt in param.opts} == options
+        assert {param.name for param in read if param.is_flag} == fast_path.FLAGS & set(options.values())
+        assert [param.name for param in params if param.param_type_name == "argument"] == (
+            [fast_path.ARGUMENTS[name]] if name in fast_path.ARGUMENTS else [])
+        # What the fast path does not read must be optional: the command's defaults apply.
         assert {param.name for param in params if param.required} == fast_path.REQUIRED[name]
 
 
@@ -116,6 +132,9 @@ def test_the_fast_path_knows_the_same_options_as_the_typer_commands():
     ["consume", "--account", "1", "--amount", "1", "--key", "é\x00[red]"],
     ["balance", "--account", "1"],
     ["balance", "--json", "--account", "+7"],
+    ["replay", "requests.jsonl"],
+    ["replay", "--json", "-"],
+    ["replay", "--client", "shop", "my file.jsonl", "--json"],
 ])
 def test_a_line_the_fast_path_reads_is_read_the_same_by_typer(args, monkeypatch):
     from energyctl import fast_path
@@ -139,6 +158,8 @@ def test_a_line_the_fast_path_reads_is_read_the_same_by_typer(args, monkeypatch)
     ["--database-url", "sqlite:///x", "balance", "--account", "1"],
     ["balance", "--account", "1", "--client", "shop"],
     ["seed", "--accounts", "1", "--energy", "1"],
+    ["replay"], ["replay", "--json"], ["replay", "a", "b"], ["replay", "--help"],
+    ["replay", "--chunk-size", "5", "f"], ["replay", "f", "--retry-for", "0"], ["replay", "-x"],
 ])
 def test_anything_but_a_plain_line_is_left_to_typer(args):
     from energyctl import fast_path
@@ -155,18 +176,19 @@ def test_shell_completion_is_left_to_typer(monkeypatch):
 
 
 _WORDS = st.sampled_from(["--account", "--amount", "--key", "--client", "--json", "--help", "-h", "--", "--acc",
+                          "-", "--chunk-size", "f.jsonl",
                           "--account=1", "1", "-1", "0", "x", "", " ", "é", "a\x00b", "\udcff", "[red]"])
 
 
 @settings(max_examples=300, deadline=None)
-@given(command=st.sampled_from(["consume", "balance"]), words=st.lists(_WORDS, max_size=10),
+@given(command=st.sampled_from(["consume", "balance", "replay"]), words=st.lists(_WORDS, max_size=10),
        values=st.lists(st.text(max_size=5), min_size=3, max_size=3), order=st.randoms(use_true_random=False))
 def test_every_line_the_fast_path_accepts_typer_reads_into_the_same_values(command, words, values, order):
     """Random lines, half of them built from the required options, so that many are accepted."""
     from energyctl import fast_path
 
     pairs = [["--account", values[0]], ["--amount", values[1]], ["--key", values[2]]]
-    pairs = pairs if command == "consume" else pairs[:1]
+    pairs = {"consume": pairs, "balance": pairs[:1], "replay": [[values[2] or "-"]]}[command]
     order.shuffle(pairs)
     for args in ([command, *words], [command, *(word for pair in pairs for word in pair), *words]):
         parsed = fast_path.parse(args)
@@ -265,3 +287,47 @@ def test_the_help_page_imports_no_database_code():
 
     assert done.returncode == 0 and "race-demo" in done.stdout and "torture" in done.stdout, done.stderr
     assert not _loaded(done) & {"django", "psycopg"}, done.stderr
+
+
+_REPLAY_LINES = "\n".join([
+    '{"account_id": 1, "amount": 30, "idempotency_key": "done"}',
+    '{"account_id": 1, "amount": 31, "idempotency_key": "done"}',
+    '{"account_id": 1, "amount": 500, "idempotency_key": "too-much"}',
+    '{"account_id": 9, "amount": 1, "idempotency_key": "nowhere"}',
+    '{"account_id": 1, "amount": 1.5, "idempotency_key": "float"}',
+    "not json",
+]) + "\n"
+
+
+def _timeless(text: str) -> str:
+    """Output without what differs from run to run: the replay's seconds and rate."""
+    lines = [line for line in text.splitlines() if not line.startswith("loaded ") and " lines in " not in line]
+    if len(lines) == 1 and lines[0].startswith("{"):
+        return json.dumps({k: v for k, v in json.loads(lines[0]).items() if k != "seconds"})
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("args", [["replay", "FILE", "--json"], ["replay", "FILE"], ["replay", "-", "--json"],
+                                  ["replay", "--client", "nobody", "FILE", "--json"]])
+def test_the_script_replays_a_plain_line_as_the_typer_app_does(seeded, args, tmp_path):
+    from typer.testing import CliRunner
+
+    from energyctl.app import app
+    from tests.test_cli import test_database_url
+
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(_REPLAY_LINES)
+    args = [str(requests) if arg == "FILE" else arg for arg in args]
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: print('loaded', sorted(m for m in {_LOADED!r} if m in sys.modules), "
+            "file=sys.stderr))\n"
+            f"sys.argv = ['energyctl', *{args!r}]\n"
+            "from energyctl.__main__ import main\n"
+            "main()\n")
+    script = subprocess.run([sys.executable, "-c", code], input=_REPLAY_LINES, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "DATABASE_URL": test_database_url()})
+    typer_app = CliRunner().invoke(app, args, input=_REPLAY_LINES)
+
+    assert not _loaded(script) & {"typer", "pydantic"}, script.stderr
+    assert (script.returncode, _timeless(script.stdout), _timeless(script.stderr)) == (
+        typer_app.exit_code, _timeless(typer_app.stdout), _timeless(typer_app.stderr)), script.stderr
