@@ -1,7 +1,7 @@
 """How a command that failed unexpectedly, or was interrupted, ends: one line and an exit code.
 
-Shared by the Typer app (``app.EnergyctlGroup``) and the path that runs ``consume`` and
-``balance`` without Typer (``fast_path``), so both end a run the same way.
+Shared by the Typer app (``app.EnergyctlGroup``) and the path that runs plain command lines
+without Typer (``fast_path``), so both end a run the same way.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-# command -> option -> parameter name, or None for a flag that takes no value.
+# command -> option -> the parameter it sets (a name in FLAGS: a flag that takes no value).
 OPTIONS = {
     "consume": {"--account": "account", "--amount": "amount", "--key": "key", "--client": "client",
                 "--json": "as_json"},
@@ -83,7 +83,7 @@ def _plain(value: str) -> bool:
 
 
 def run(args: list[str]) -> int | None:
-    """Run a plain consume or balance line and return its exit code; None when Typer must run it."""
+    """Run a plain line and return its exit code; None when Typer must run it."""
     parsed = parse(args)
     if parsed is None:
         return None
