@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,6 +162,35 @@ def test_a_database_restart_costs_at_most_unavailable_answers_then_every_request
     # Kept connections are not probed before each request: the dead ones were found by the
     # token lookup, the first statement of a request, and replaced there.
     assert "a kept database connection was found closed" in server.stderr.read()
+
+
+def test_sigterm_lets_a_request_in_flight_finish_and_answer(cluster):
+    """A service manager's stop (SIGTERM) arrives while a consume waits for a row lock: it still applies and answers."""
+    answers = []
+    with cluster.connect() as holder, served(cluster.url) as (port, server):
+        holder.execute("BEGIN")
+        holder.execute("SELECT energy FROM energy_account WHERE id = 1 FOR UPDATE")
+        in_flight = threading.Thread(target=lambda: answers.append(consume(port, "in-flight", amount=7)))
+        in_flight.start()
+        _wait_for_lock_waiter(cluster, holder.info.backend_pid)
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the server is stopping while the request still waits
+        holder.execute("COMMIT")
+        in_flight.join(timeout=30)
+        assert server.wait(timeout=30) == 0
+    assert [(status, body["status"]) for status, body, _ in answers] == [(201, "applied")], answers
+    with cluster.connect() as admin:
+        assert admin.execute("SELECT energy FROM energy_account WHERE id = 1").fetchone()[0] == 993
+
+
+def _wait_for_lock_waiter(cluster, holder_pid: int) -> None:
+    """Until another backend waits for a lock that backend ``holder_pid`` holds."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    with cluster.connect() as watcher:  # autocommit: each query sees the activity as it is now
+        while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                                  (holder_pid,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the request never reached the database"
+            time.sleep(0.05)
 
 
 def test_serve_with_several_processes_shares_the_port_and_replaces_a_dead_one(cluster):
