@@ -53,6 +53,7 @@ def test_benchmark_runs_every_workload_and_keeps_every_invariant():
         http = next(w for w in report["workloads"] if w["name"] == name)
         assert http["rows"][0]["engine"].startswith("energyctl serve"), http
         assert set(http["rows"][0]["outcomes"]) == {"applied"}, http
+        assert http["rows"][0]["cpu_us_per_op"] > 0, http  # the server's CPU, read from /proc
     for name in ("replay", "replay-hot"):
         replay = next(w for w in report["workloads"] if w["name"] == name)
         first, again = replay["rows"][0], replay["rows"][1]
@@ -100,3 +101,18 @@ def test_unknown_workload_with_json_is_one_error_document_on_stdout():
     document = json.loads(done.stdout)
     assert (document["status"], document["error"]) == ("error", "invalid_request"), document
     assert "nope" in document["detail"]
+
+
+def test_cli_startup_times_another_script_in_the_same_rounds():
+    script = str(Path(sys.executable).parent / "energyctl")
+    command = [sys.executable, "-m", "benchmarks.cli_startup", "--runs", "1", "--against", script, "--json"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    commands = report["commands"]
+    ours = {name for name in commands if name.startswith("energyctl ")}
+    assert {"energyctl consume", "energyctl balance", "energyctl --help"} <= ours, commands
+    # Every energyctl command is timed for the other script too, under the same name.
+    assert {f"against: {name}" for name in ours} <= set(commands), commands
+    assert all(figures["median_cpu_ms"] > 0 for figures in commands.values()), commands
+    assert isinstance(report["target_met"], bool) and report["against"] == script
