@@ -25,27 +25,26 @@ from django.http import HttpResponse
 from rest_framework.exceptions import APIException
 from rest_framework.renderers import JSONRenderer
 
-from energy.application.consume import REPLAYED, consume
 from energy.domain.exceptions import EnergyError, InvalidRequest
 from energy.domain.requests import ConsumeRequest
 from energy.http.auth import BearerTokenAuthentication
-from energy.http.errors import HTTP_STATUS, energy_error
+from energy.http.errors import energy_error
 from energy.http.negotiation import JSON, accepts_json_by_default
 from energy.http.parsers import BoundedJSONParser
-from energy.views import ConsumeView
+from energy.views import ConsumeView, consume_answer
 
 _full_view = ConsumeView.as_view()
 # The classes and headers ConsumeView answers with, taken from it, not restated.
 _view = ConsumeView()
 _AUTHENTICATION = _view.get_authenticators()
 _PERMISSIONS = _view.get_permissions()
-_PARSER = BoundedJSONParser()
-_RENDERER = JSONRenderer()
+_PARSERS = _view.get_parsers()
+_RENDERERS = _view.get_renderers()
 _HEADERS = _view.default_response_headers
 # The plain path stands aside when the view is configured in a way it does not mirror.
 _MIRRORED = ([type(a) for a in _AUTHENTICATION] == [BearerTokenAuthentication]
-             and [type(r) for r in _view.get_renderers()] == [JSONRenderer]
-             and [type(p) for p in _view.get_parsers()] == [BoundedJSONParser]
+             and [type(r) for r in _RENDERERS] == [JSONRenderer]
+             and [type(p) for p in _PARSERS] == [BoundedJSONParser]
              and not _view.get_throttles() and _view.versioning_class is None)
 
 
@@ -65,8 +64,7 @@ def consume_endpoint(request):
     try:
         answer = _plain(request) if _MIRRORED else None
     except EnergyError as exc:  # the use case's refusals, and an unreachable database
-        status, document, headers = energy_error(exc)
-        return _json(document, status, headers)
+        return _json(*energy_error(exc))
     return answer if answer is not None else _full_view(request)
 
 
@@ -80,7 +78,7 @@ def _plain(request) -> HttpResponse | None:
     if grant is None:
         return None
     try:
-        command = ConsumeRequest.from_json(_PARSER.parse(io.BytesIO(request.body)),
+        command = ConsumeRequest.from_json(_PARSERS[0].parse(io.BytesIO(request.body)),
                                            meta.get("HTTP_IDEMPOTENCY_KEY"))
     except (RequestDataTooBig, APIException, InvalidRequest):
         return None
@@ -88,10 +86,7 @@ def _plain(request) -> HttpResponse | None:
     for permission in _PERMISSIONS:
         if not (permission.has_permission(caller, _view) and permission.has_object_permission(caller, _view, command)):
             return None
-    result = consume(account_id=command.account_id, amount=command.amount,
-                     idempotency_key=command.idempotency_key, client_id=grant.client_id)
-    return _json(result.to_dict(), HTTP_STATUS[result.status],
-                 {"Idempotent-Replayed": "true"} if result.status == REPLAYED else {})
+    return _json(*consume_answer(command, grant.client_id))
 
 
 def _authenticated(request):
@@ -103,8 +98,9 @@ def _authenticated(request):
     return found[1] if found else None
 
 
-def _json(document: dict, status: int, headers: dict[str, str]) -> HttpResponse:
-    response = HttpResponse(_RENDERER.render(document), content_type=JSON, status=status, headers=headers)
+def _json(status: int, document: dict, headers: dict[str, str]) -> HttpResponse:
+    """The response ConsumeView would give: DRF's renderer, the view's default headers."""
+    response = HttpResponse(_RENDERERS[0].render(document), content_type=JSON, status=status, headers=headers)
     for name, value in _HEADERS.items():
         response[name] = value
     return response
