@@ -231,20 +231,23 @@ def _listening(port: int) -> bool:
     return True
 
 
+def _stat(pid: int | str) -> list[str]:
+    """/proc/PID/stat's fields after the command's closing parenthesis: field 3 (state) onwards."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _own_cpu(pid: int) -> float:
-    # /proc/PID/stat: fields after the command's closing parenthesis start at field 3 (state);
-    # utime and stime are fields 14 and 15, in clock ticks.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)  # utime and stime are fields 14 and 15, in clock ticks
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (serve's workers with --workers)."""
+    """The processes whose parent (field 4) is ``pid``: serve's workers with --workers."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                if int(_stat(entry.name)[1]) == pid:
                     found.append(int(entry.name))
             except (OSError, IndexError, ValueError):
                 continue  # gone meanwhile, or not ours to read
