@@ -22,11 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.auth_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests to time (default 3000)")
     args = parser.parse_args(argv)
-    from energy.standalone import quiet_consume_log, setup_django
+    from energy.setup import quiet_consume_log, setup_django
 
     setup_django()
     quiet_consume_log()
-    from benchmarks import database
+    from energyctl.bench import database
 
     target = database.prepare()
     database.reset(target, 1_000)

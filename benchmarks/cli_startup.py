@@ -153,7 +153,7 @@ def energyctl() -> list[str]:
 
 
 def psql_command(env: dict) -> list[str]:
-    from energy import embedded_pg
+    from energy.db.embedded import server as embedded_pg
 
     server = embedded_pg.running(Path(env["ENERGYCTL_PGDATA"]))
     if server is None:

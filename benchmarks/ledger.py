@@ -37,7 +37,7 @@ def main() -> int:
     try:
         figures = run(options.consumptions, options.accounts, options.runs)
     finally:
-        from energy import embedded_pg
+        from energy.db.embedded import server as embedded_pg
 
         embedded_pg.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -50,9 +50,9 @@ def main() -> int:
 
 
 def run(consumptions: int, accounts: int, runs: int) -> dict:
-    from energyctl.bootstrap import prepare_database
+    from energyctl.prepare import prepare
 
-    prepare_database()
+    prepare()
     from django.db import connection
 
     from energy.application.audit import audit_ledger

@@ -26,10 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=1_000, help="accounts they are spread over")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
-    from energy.standalone import setup_django
+
+    from energy.setup import setup_django
 
     setup_django()
-    from benchmarks import database
+    from energyctl.bench import database
 
     target = _old_database(database)
     _populate(target, args.rows, args.accounts)

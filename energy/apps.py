@@ -7,6 +7,6 @@ class EnergyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from energy.db.session import on_post_migrate
+        from energy.db.role_settings import on_post_migrate
 
-        post_migrate.connect(on_post_migrate, sender=self, dispatch_uid="energy.db.session")
+        post_migrate.connect(on_post_migrate, sender=self, dispatch_uid="energy.db.role_settings")

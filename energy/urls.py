@@ -2,12 +2,10 @@ from django.urls import path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from energy.http.ledger_views import AccountConsumptionsView, ConsumptionView
-from energy.http.plain import consume_endpoint
-from energy.views import AccountView, HealthView
+from energy.http.views import AccountView, ConsumeView, HealthView
 
 urlpatterns = [
-    # ConsumeView answers every consume request the plain path hands it (energy/http/plain.py).
-    path("api/energy/consume/", consume_endpoint, name="consume"),
+    path("api/energy/consume/", ConsumeView.as_view(), name="consume"),
     path("api/energy/accounts/<str:account_id>/", AccountView.as_view(), name="account"),
     path("api/energy/accounts/<str:account_id>/consumptions/", AccountConsumptionsView.as_view(),
          name="account-consumptions"),

@@ -1,12 +1,7 @@
 def main() -> None:
-    import sys
+    from energyctl.prepare import pause_collection
 
-    from energyctl import fast_path, startup
-
-    startup.pause_collection()
-    code = fast_path.run(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
+    pause_collection()
     from energyctl.app import run
 
     run()

@@ -14,29 +14,29 @@ import typer
 from typer.core import TyperGroup
 
 from energy.domain.exceptions import error_document
-from energy.presenters.output import EXIT_CODES, Output, escape
 from energyctl import failures
+from energyctl.output import EXIT_CODES, Output, escape
 
 # Command name -> module whose register(app) adds it. Only the module of the command being
 # run is imported, so one command does not pay for the imports of all the others.
 COMMANDS = {
-    "consume": "energyctl.consume_cmd",
-    "balance": "energyctl.consume_cmd",
-    "seed": "energyctl.seed_cmd",
-    "replay": "energyctl.replay_cmd",
-    "race-demo": "energyctl.race_cmd",
-    "migrate": "energyctl.server_cmd",
-    "serve": "energyctl.server_cmd",
-    "db": "energyctl.db_cmd",
-    "clients": "energyctl.clients_cmd",
-    "show": "energyctl.ledger_cmd",
-    "history": "energyctl.ledger_cmd",
-    "audit": "energyctl.ledger_cmd",
+    "consume": "energyctl.commands.consume",
+    "balance": "energyctl.commands.consume",
+    "seed": "energyctl.commands.seed",
+    "replay": "energyctl.commands.replay",
+    "race-demo": "energyctl.commands.race",
+    "migrate": "energyctl.commands.server",
+    "serve": "energyctl.commands.server",
+    "db": "energyctl.commands.db",
+    "clients": "energyctl.commands.clients",
+    "show": "energyctl.commands.ledger",
+    "history": "energyctl.commands.ledger",
+    "audit": "energyctl.commands.ledger",
 }
 # Commands that live in other parts of the project; a missing module just means no command.
 OPTIONAL_COMMANDS = {
-    "bench": "energyctl.bench_cmd",
-    "torture": "energyctl.torture_cmd",
+    "bench": "energyctl.commands.bench",
+    "torture": "energyctl.commands.torture",
 }
 
 

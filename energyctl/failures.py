@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
+from energy.db.redact import redact_text
 from energy.domain.exceptions import error_document
-from energy.presenters.output import EXIT_FAILED, EXIT_INTERRUPTED, Output, escape
-from energy.redact import redact_text
+from energyctl.output import EXIT_FAILED, EXIT_INTERRUPTED, Output, escape
 
 
 def wants_traceback() -> bool:

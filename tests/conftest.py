@@ -14,7 +14,7 @@ def django_db_modify_db_settings():
     if os.environ.get("DATABASE_URL"):
         yield
         return
-    from energy import embedded_pg
+    from energy.db.embedded import server as embedded_pg
 
     root = Path(tempfile.mkdtemp(prefix="energyctl-tests-"))
     os.environ["ENERGYCTL_PGDATA"] = str(root / "pgdata")

@@ -126,7 +126,7 @@ def _sleep(seconds: float) -> dict:
     """A statement that runs ``seconds`` on the server, under the guard every use case runs under."""
     from django.db import connection
 
-    from energy.application.guard import database_guard
+    from energy.db.guard import database_guard
 
     class _Done:
         outcome = "done"

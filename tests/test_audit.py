@@ -174,7 +174,7 @@ def test_clean_after_a_replay_file_whose_batches_insert_out_of_chain_order(tmp_p
 
 @pytest.mark.django_db(transaction=True)
 def test_the_audit_reads_a_race_demo_schema_and_catches_damage_there():
-    from energy.race.schema import DemoSchema
+    from energy.race.sandbox import DemoSchema
 
     schema = DemoSchema.create()
     try:
@@ -213,8 +213,8 @@ def test_clean_after_the_race_demo_whose_burst_audits_its_own_tables():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_torture_run_audits_its_database_with_the_same_ledger_audit():
+    from energyctl.torture.check import ledger_violations
     from tests.test_cli import test_database_url
-    from torture.check import ledger_violations
 
     ledger()
     assert ledger_violations(test_database_url()) == []

@@ -277,7 +277,7 @@ def test_the_schema_declares_what_the_views_enforce(db):
     """The document's body serializer and the domain's rules agree on every edge of the input."""
     from energy.domain.exceptions import InvalidRequest
     from energy.domain.requests import ConsumeRequest
-    from energy.http.schema import ConsumeBody
+    from energy.http.openapi import ConsumeBody
 
     cases = [{"account_id": 1, "amount": 1, "idempotency_key": "k"}, {"account_id": 0, "amount": 1,
              "idempotency_key": "k"}, {"account_id": 1, "amount": 2**63, "idempotency_key": "k"},

@@ -29,7 +29,7 @@ def run(*command, env=None):
 
 
 def test_benchmark_runs_every_workload_and_keeps_every_invariant():
-    done, report = run(sys.executable, "-m", "benchmarks.bench")
+    done, report = run(sys.executable, "-m", "energyctl.bench.report")
     assert done.returncode == 0, (done.stderr, report)
     assert report["ok"] is True
     assert report["pgbench_protocol"] == "prepared"

@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from energy.presenters.output import EXIT_CODES
 from energyctl.app import app
+from energyctl.output import EXIT_CODES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -275,7 +275,7 @@ def test_database_url(name: str | None = None) -> str:
 
     from django.db import connection
 
-    from energy import embedded_pg
+    from energy.db.embedded import server as embedded_pg
 
     settings = connection.settings_dict
     if settings["ENGINE"] == "energy.db.embedded":

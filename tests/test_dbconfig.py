@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from psycopg import IsolationLevel
 
-from energy import dbconfig
+from energy.db import config as dbconfig
 
 
 @pytest.fixture

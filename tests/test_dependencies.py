@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import typer
 
-from energy import embedded_pg
+from energy.db.embedded import server as embedded_pg
 
 
 def _tiny_app() -> typer.Typer:

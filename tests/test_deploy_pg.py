@@ -14,7 +14,7 @@ from django.db import connection, connections, transaction
 from django.db.transaction import TransactionManagementError
 
 from energy.application.consume import consume
-from energy.db import session
+from energy.db import role_settings as session
 from energy.domain.exceptions import Unavailable
 from energy.models import Account, Consumption
 from tests.deploy_sessions import Session, server_address, wait_for_waiters, wait_until_stopped

@@ -106,7 +106,7 @@ def test_from_text_validates_all_three():
 def test_missing_sqlite_table_is_unavailable_with_the_migrate_hint():
     from django.db import OperationalError
 
-    from energy.application.guard import NOT_MIGRATED, database_guard
+    from energy.db.guard import NOT_MIGRATED, database_guard
     from energy.domain.exceptions import Unavailable
 
     with pytest.raises(Unavailable) as caught, database_guard():

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from energy.presenters.output import EXIT_CODES
 from energyctl.app import app
+from energyctl.output import EXIT_CODES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from energyctl.torture.cluster import OwnCluster
 from tests.deploy_sessions import Session, wait_for_waiters
 from tests.pgbouncer_server import PgBouncer, pgbouncer_binary
-from torture.cluster import OwnCluster
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from django.db.utils import ConnectionHandler
 from rich.console import Console
 
 from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Account, Client, Consumption
-from energy.presenters.race_view import render
 from energy.race import SCENARIOS, DemoReport, DemoUnsupported, ScenarioResult, Step, run_demo
 from energy.race.demo import check_backend
+from energyctl.race_view import render
 
 # Every test here may share the demo runs of one module fixture; the mark makes sure the
 # test database exists for it even when only some tests are selected.

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from torture import TortureConfig, run_torture
-from torture.cluster import OwnCluster
-from torture.config import FAULT_KINDS
+from energyctl.torture import TortureConfig, run_torture
+from energyctl.torture.cluster import OwnCluster
+from energyctl.torture.config import FAULT_KINDS
 
 # A hang guard for a busy two-core machine, not a performance claim.
 UNAVAILABLE_WITHIN_S = 10.0
@@ -259,7 +259,7 @@ def test_cli_torture_prints_one_json_report_and_exits_0_when_every_guarantee_hel
 
 
 def _history(*answers):
-    from torture.history import History, KeyHistory
+    from energyctl.torture.history import History, KeyHistory
 
     entry = KeyHistory("k1", account=1, amount=10, sends=len(answers), answers=list(answers))
     return History(keys={"k1": entry}, requests=len(answers), crashes=[], conflicting_sends=[], kills_in_flight=0)
@@ -280,14 +280,14 @@ RECORD = (7, 1, 10, "k1", 90)
         "phantom-record"])
 def test_the_audit_catches_each_kind_of_violation(history, records, expected):
     # Balances, chains and keys recorded twice are the ledger audit's (tests/test_audit.py).
-    from torture.check import violations
+    from energyctl.torture.check import violations
 
     found = violations(history, records)
     assert any(expected in violation for violation in found), found
 
 
 def test_the_audit_passes_a_clean_history_with_a_lost_answer_and_its_replay():
-    from torture.check import violations
+    from energyctl.torture.check import violations
 
     history = _history({"outcome": "unavailable"}, {**APPLIED, "outcome": "replayed"})
     assert violations(history, [RECORD]) == []

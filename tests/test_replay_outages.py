@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from torture.cluster import OwnCluster
+from energyctl.torture.cluster import OwnCluster
 
 LINES = 400
 HALF = LINES // 2

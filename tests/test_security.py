@@ -77,7 +77,7 @@ def test_password_in_database_url_never_reaches_messages_or_logs(log_format):
 
 
 def test_redaction_covers_driver_messages_that_quote_the_url():
-    from energy.redact import redact_text
+    from energy.db.redact import redact_text
 
     text = f"could not connect to postgresql://energy:{PASSWORD}@db.example:5432/x and password={PASSWORD}"
     assert PASSWORD not in redact_text(text)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from torture.cluster import OwnCluster
+from energyctl.torture.cluster import OwnCluster
 
 ENERGYCTL = str(Path(sys.executable).parent / "energyctl")
 # A hang guard for a busy shared machine, not a performance claim.

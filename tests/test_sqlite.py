@@ -87,7 +87,7 @@ def test_replay_counts_every_outcome_like_postgresql(database, tmp_path):
 # statements must hold on SQLite, where times are compared as text.
 AUTHENTICATE_ON_SQLITE = """
 from datetime import timedelta
-from energy.standalone import setup_django
+from energy.setup import setup_django
 setup_django()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)

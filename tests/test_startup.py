@@ -82,9 +82,10 @@ def _typer_reading(args: list[str], monkeypatch) -> tuple[int, tuple | None]:
     """Exit code of Typer's app for ``args`` and the values it handed to what runs the command."""
     import typer.main
 
-    from energy.presenters import replay
-    from energyctl import consume_cmd, replay_cmd
     from energyctl.app import build_app
+    from energyctl.commands import consume as consume_cmd
+    from energyctl.commands import replay as replay_cmd
+    from energyctl.commands import replay_run as replay
 
     seen = []
 

@@ -7,7 +7,7 @@ from django.db import connection
 
 from energy.application.accounts import seed_accounts
 from energy.application.replay import replay_lines
-from energy.application.statistics import GrowthWatch, rows_known
+from energy.db.analyze import GrowthWatch, rows_known
 from energy.models import Account, Consumption
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -32,7 +32,7 @@ def test_database_name() -> str:
 
 
 def setup_django(db_name: str) -> None:
-    from energy.standalone import setup_django as setup
+    from energy.setup import setup_django as setup
 
     setup(database={"NAME": db_name})
 

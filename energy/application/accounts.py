@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from energy.application.guard import database_guard
-from energy.application.statistics import after_seed
+from energy.db.analyze import after_seed
+from energy.db.guard import database_guard
 from energy.domain.exceptions import AccountNotFound, InvalidRequest
 from energy.domain.requests import MAX_INT64
 from energy.models import Account

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from energy.application.guard import database_guard
+from energy.db.guard import database_guard
 from energy.models import Account, Consumption
 
 _AUDIT_TEMPLATE = """

@@ -21,9 +21,9 @@ from typing import Sequence
 
 from django.db import connection, transaction
 
-from energy.application import statements
 from energy.application.consume import ConsumeResult, consume
-from energy.application.guard import database_guard
+from energy.db import statements
+from energy.db.guard import database_guard
 from energy.domain.decision import Apply, Decision, Pending, Record, Refuse, Replay, plan
 from energy.domain.exceptions import EnergyError, Unavailable
 from energy.domain.requests import ConsumeRequest

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from energy.application.guard import database_guard, once_more_if_lost
+from energy.db.guard import database_guard, once_more_if_lost
 from energy.domain.clients import (
     ALL_SCOPES,
     READ,
@@ -44,7 +44,7 @@ _STALE = f"({_LAST_USED.column} IS NULL OR {_LAST_USED.column} <= %(stale)s)"
 # The lookup of every authenticated request: one indexed read (the unique index on the hash),
 # written out once instead of a queryset built and compiled per request. It runs on Django's
 # cursor, so execute_wrapper and the query log see it; with server-side binding psycopg
-# prepares it after a few executions on a connection (energy.dbconfig).
+# prepares it after a few executions on a connection (energy.db.config).
 _LOOKUP = (
     f"SELECT {_ID}, {_NAME}, {_HASH}, {_SCOPES.column}, {_ACCOUNTS.column}, {_STALE} FROM {_TABLE} "  # noqa: S608 - names from _meta
     f"WHERE {_HASH} = %(digest)s AND {_ACTIVE} AND {_ID} <> {OPERATOR_CLIENT_ID:d}"

@@ -28,8 +28,8 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from energy.application import statements
-from energy.application.guard import database_guard
+from energy.db import statements
+from energy.db.guard import database_guard
 from energy.domain.decision import Apply, Record, Refuse, Replay, decide
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import ConsumeRequest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import connection
 
-from energy.application.guard import database_guard, once_more_if_lost
+from energy.db.guard import database_guard, once_more_if_lost
 
 
 def check_database() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 
 from energy.application.consume import RECORD_COLUMNS, ConsumeResult, earlier_record
-from energy.application.guard import database_guard
+from energy.db.guard import database_guard
 from energy.domain.decision import Record
 from energy.domain.exceptions import AccountNotFound, InvalidRequest, KeyNotFound
 from energy.domain.requests import check_page_limit

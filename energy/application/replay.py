@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from energy.application.batch import consume_many
-from energy.application.statistics import GrowthWatch
+from energy.db.analyze import GrowthWatch
 from energy.domain.exceptions import EnergyError, InvalidRequest, Unavailable
 from energy.domain.requests import ConsumeRequest
 from energy.models import OPERATOR_CLIENT_ID

@@ -4,7 +4,7 @@ Registered as REST_FRAMEWORK defaults in settings, so every API view is covered 
 opts out explicitly (/healthz, /api/schema/). The order of answers is 401 (no or bad
 token), then 400 (invalid input), then 403 (missing scope, account outside the allow-list):
 authentication and ``IsClient`` run in DRF's ``initial()``, the other two are object
-permissions checked on the validated request (see ``energy.views.ClientView``).
+permissions checked on the validated request (see ``energy.http.views.ClientView``).
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from rest_framework.response import Response
 from energy.application.ledger import DEFAULT_HISTORY_LIMIT, account_history, get_record
 from energy.domain.clients import READ
 from energy.domain.requests import check_page_limit, parse_account_id, parse_idempotency_key, parse_positive_int
-from energy.http import schema
+from energy.http import openapi
 from energy.http.auth import HasScope
-from energy.views import ClientView
+from energy.http.views import ClientView
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class AccountConsumptionsView(ClientView):
         return HistoryPage(parse_account_id(account_id), limit,
                            parse_positive_int(before, "before") if before is not None else None)
 
-    @extend_schema(**schema.ACCOUNT_CONSUMPTIONS)
+    @extend_schema(**openapi.ACCOUNT_CONSUMPTIONS)
     def get(self, request, account_id: str):
         page = self.subject
         history = account_history(account_id=page.account_id, limit=page.limit, before=page.before,
@@ -67,7 +67,7 @@ class ConsumptionView(ClientView):
         # its account_id is what the allow-list is checked on.
         return get_record(client_id=request.auth.client_id, idempotency_key=checked)
 
-    @extend_schema(**schema.CONSUMPTION)
+    @extend_schema(**openapi.CONSUMPTION)
     def get(self, request, key: str):
         return Response(self.subject.to_dict())
 

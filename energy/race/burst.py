@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from energy.race.audit import audit
 from energy.race.errors import DemoFailed
 from energy.race.pool import Pool
-from energy.race.schema import PROTECTED_TABLES, DemoSchema
+from energy.race.sandbox import PROTECTED_TABLES, DemoSchema
 
 ACCOUNTS = (2, 3, 4)
 REQUESTS_PER_PROCESS = 50

@@ -10,8 +10,8 @@ from django.db import DatabaseError, connection, connections
 from energy.race.errors import DemoFailed, DemoUnsupported
 from energy.race.pool import Pool
 from energy.race.report import DemoReport
+from energy.race.sandbox import DemoSchema
 from energy.race.scenarios import PROTECTED, UNSAFE, Demo, run_scenario, unsafe_tables
-from energy.race.schema import DemoSchema
 
 SCENARIOS = (PROTECTED, *UNSAFE)
 # Each demo process holds one connection; PostgreSQL's default allows 100 in all.

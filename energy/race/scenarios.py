@@ -9,7 +9,7 @@ from energy.race.audit import DEDUCTIONS_EXCEED_RECORDS, DUPLICATE_KEY, OVERDRAW
 from energy.race.burst import ACCOUNTS, run_burst
 from energy.race.pool import Pool
 from energy.race.report import ScenarioResult, Step
-from energy.race.schema import PROTECTED_TABLES, DemoSchema
+from energy.race.sandbox import PROTECTED_TABLES, DemoSchema
 from energy.race.stage import Stage
 from energy.race.unsafe import INTEGRITY_ERROR
 

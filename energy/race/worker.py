@@ -61,7 +61,7 @@ def serve(conn, db_settings: dict, environ: dict) -> None:
 
 
 def _setup_django(db_settings: dict) -> None:
-    from energy.standalone import quiet_consume_log, setup_django
+    from energy.setup import quiet_consume_log, setup_django
 
     setup_django(database=db_settings)
     quiet_consume_log()

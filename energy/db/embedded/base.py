@@ -6,7 +6,7 @@ Settings name this backend when ``DATABASE_URL`` is unset. Importing settings, r
 
 from django.db.backends.postgresql import base
 
-from energy import embedded_pg
+from energy.db.embedded import server as embedded_pg
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

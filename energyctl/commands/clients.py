@@ -1,0 +1,158 @@
+"""``energyctl clients add | list | rotate | revoke``: who may call the HTTP API.
+
+A token is printed once, on stdout, when it is issued; no command prints it again.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from energy.domain.exceptions import EnergyError, InvalidRequest
+from energyctl.output import JSON_HELP, Output, escape
+from energyctl.prepare import prepare
+
+STORE_IT_NOW = ("[bold yellow]Store this token now, it will not be shown again.[/] "
+                "Send it as 'Authorization: Bearer <token>'.")
+
+clients = typer.Typer(
+    name="clients", no_args_is_help=True, rich_markup_mode="rich",
+    help="Clients of the HTTP API: each has one token, scopes and an account allow-list.",
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(clients)
+
+
+@clients.command(epilog="Example: energyctl clients add shop --accounts 1,2")
+def add(
+    name: str = typer.Argument(..., help="1-64 letters, digits, '.', '_' or '-'; 'operator' is reserved."),
+    accounts: str = typer.Option(None, "--accounts", metavar="1,2,3", show_default=False,
+                                 help="The only accounts the client may use."),
+    all_accounts: bool = typer.Option(False, "--all-accounts", help="The client may use every account."),
+    read_only: bool = typer.Option(False, "--read-only", help="Scope 'read' only (default: 'consume' and 'read')."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Add a client and print its token, once. Exit 2 for a bad or taken name."""
+    out = Output(as_json=as_json)
+    try:
+        from energy.domain.clients import check_name
+
+        check_name(name)  # refused before any database is started or reached
+        allowed = _allow_list(accounts, all_accounts)
+        prepare()
+        from energy.application.clients import add_client
+
+        issued = add_client(name=name, accounts=allowed, read_only=read_only)
+    except EnergyError as exc:
+        raise typer.Exit(out.fail(exc)) from None
+    _show_token(out, issued.to_dict())
+
+
+@clients.command(name="list", epilog="Example: energyctl clients list --json")
+def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List the clients, their scopes, accounts and last use; never a token."""
+    out = Output(as_json=as_json)
+    try:
+        prepare()
+        from energy.application.clients import list_clients
+
+        found = list_clients()
+    except EnergyError as exc:
+        raise typer.Exit(out.fail(exc)) from None
+    if out.as_json:
+        out.document({"clients": found})
+    else:
+        _show_clients(out, found)
+
+
+@clients.command(epilog="Example: energyctl clients rotate shop")
+def rotate(
+    name: str = typer.Argument(..., help="The client's name."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Give a client a new token (printed once); the old one stops working at once.
+
+    A revoked client is re-admitted with the new token. Exit 4 if there is no such client.
+    """
+    out = Output(as_json=as_json)
+    try:
+        prepare()
+        from energy.application.clients import rotate_token
+
+        issued = rotate_token(name=name)
+    except EnergyError as exc:
+        raise typer.Exit(out.fail(exc)) from None
+    _show_token(out, {"client": issued.client, "token": issued.token})
+
+
+@clients.command(epilog="Example: energyctl clients revoke shop")
+def revoke(
+    name: str = typer.Argument(..., help="The client's name."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Revoke a client's token: it stops working at once. Exit 4 if there is no such client."""
+    out = Output(as_json=as_json)
+    try:
+        prepare()
+        from energy.application.clients import revoke_client
+
+        revoke_client(name=name)
+    except EnergyError as exc:
+        raise typer.Exit(out.fail(exc)) from None
+    if out.as_json:
+        out.document({"client": name, "active": False})
+    else:
+        out.out.print(f"Client [bold]{escape(name)}[/] is revoked: its token no longer works.")
+
+
+def _allow_list(accounts: str | None, all_accounts: bool) -> list[int] | None:
+    """The allow-list from the options: exactly one of --accounts and --all-accounts."""
+    if (accounts is None) == (not all_accounts):
+        raise InvalidRequest({"accounts": "give exactly one of --accounts 1,2,3 and --all-accounts"})
+    if all_accounts:
+        return None
+    from energy.domain.clients import parse_account_list
+
+    return parse_account_list(accounts)
+
+
+def _show_token(out: Output, issued: dict) -> None:
+    if out.as_json:
+        out.document(issued)
+    else:
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+        table.add_column(style="dim")
+        table.add_column()
+        table.add_row("client", escape(issued["client"]))
+        if "scopes" in issued:
+            table.add_row("scopes", ", ".join(issued["scopes"]))
+            table.add_row("accounts", _accounts_text(issued["accounts"]))
+        table.add_row("token", issued["token"])
+        out.out.print(table)
+    out.note(STORE_IT_NOW)
+
+
+def _show_clients(out: Output, found: list[dict]) -> None:
+    if not found:
+        out.note("No clients yet: add one with 'energyctl clients add NAME --accounts 1,2'.")
+        return
+    from rich.table import Table
+
+    table = Table("client", "scopes", "accounts", "active", "created", "last used")
+    for row in found:
+        table.add_row(escape(row["client"]), ", ".join(row["scopes"]), _accounts_text(row["accounts"]),
+                      "yes" if row["active"] else "[red]revoked[/]", _moment(row["created_at"]),
+                      _moment(row["last_used_at"]) or "never")
+    out.out.print(table)
+
+
+def _moment(iso: str | None) -> str | None:
+    """An ISO timestamp to the second, for a table people read; JSON keeps the full value."""
+    return None if iso is None else iso[:19].replace("T", " ") + " UTC"
+
+
+def _accounts_text(accounts) -> str:
+    return "all" if accounts == "all" else ",".join(str(a) for a in accounts)

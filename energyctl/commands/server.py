@@ -1,0 +1,104 @@
+"""``energyctl migrate`` and ``energyctl serve``: the schema, and the HTTP API (see http_server)."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from energy.db.redact import redact_url
+from energy.domain.exceptions import EnergyError, Unavailable
+from energyctl.http_server import DEFAULT_PROCESSES, DEFAULT_THREADS
+from energyctl.output import EXIT_CODES, EXIT_CONFIG, Output
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog="Example: DATABASE_URL=postgresql://app@db/energy energyctl migrate")(migrate)
+    app.command(epilog="Example: energyctl serve --port 8000")(serve)
+
+
+def migrate() -> None:
+    """Apply the database migrations to DATABASE_URL (or to the embedded PostgreSQL)."""
+    from energy.db.migrate import mark_embedded_schema_current
+    from energy.db.migrate import migrate as apply_migrations
+    from energyctl.prepare import prepare
+
+    out = Output()
+    prepare()
+    from energy.db.guard import database_guard
+
+    try:
+        with database_guard(migrating=True):
+            apply_migrations(verbosity=1, stdout=out.out.file)
+            mark_embedded_schema_current()
+    except Unavailable as exc:
+        raise typer.Exit(out.problem(exc.outcome, f"cannot migrate {describe_database()}: {exc.reason}", None,
+                                     EXIT_CODES[exc.outcome])) from None
+    out.out.print(f"[green]The schema of {describe_database()} is up to date.[/]")
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", envvar="ENERGYCTL_HOST", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", envvar="ENERGYCTL_PORT", min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(DEFAULT_PROCESSES, "--workers", envvar="ENERGYCTL_WORKERS", min=1, max=64,
+                                help="Processes sharing the port (default: 2, or 1 on a single CPU); "
+                                     "more only pay off with more CPU cores."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", envvar="ENERGYCTL_THREADS", min=1, max=256,
+                                help="Threads per process running requests (each keeps one database connection)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", envvar="ENERGYCTL_ACCESS_LOG",
+                                    help="One log line per request on stderr."),
+    production: bool = typer.Option(False, "--production", show_default=False,
+                                    help="Refuse to start without ENERGYCTL_SECRET_KEY or with debug on "
+                                         "(also when ENERGYCTL_ENV=production)."),
+    debug: bool = typer.Option(False, "--debug", help="Django debug mode: detailed error pages. Never in production."),
+) -> None:
+    """Serve the HTTP API (POST /api/energy/consume/, GET /api/energy/accounts/<id>/) with waitress."""
+    out = Output()
+    production = production or os.environ.get("ENERGYCTL_ENV") == "production"
+    if debug:
+        os.environ["ENERGYCTL_DEBUG"] = "1"
+    refusal = production_refusal() if production else None
+    if refusal:
+        raise typer.Exit(out.problem("configuration", refusal, None, EXIT_CONFIG))
+    # Servers log each request; the short-lived commands keep quiet.
+    os.environ.setdefault("ENERGYCTL_LOG_LEVEL", "INFO")
+    from energyctl.prepare import prepare
+
+    try:
+        prepare()
+    except EnergyError as exc:
+        raise typer.Exit(out.fail(exc)) from None
+    from energyctl import http_server
+
+    try:
+        sock = http_server.listen(host, port)
+    except OSError as exc:
+        raise typer.Exit(out.problem("configuration", f"cannot listen on {host}:{port}: {exc.strerror}", None,
+                                     EXIT_CONFIG)) from None
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    out.note(f"Serving the energyctl HTTP API on http://{shown} with {workers} process(es) x {threads} threads, "
+             f"database {describe_database()}.")
+    from django.db import connections
+
+    # Worker processes must not share the connection the schema check opened.
+    connections.close_all()
+    http_server.run(sock, processes=workers, threads=threads, access=access_log)
+
+
+def production_refusal() -> str | None:
+    """Why production mode must not start, or None when the environment is fit for it."""
+    if not os.environ.get("ENERGYCTL_SECRET_KEY"):
+        return "production mode needs ENERGYCTL_SECRET_KEY in the environment (a long random string)"
+    if os.environ.get("ENERGYCTL_DEBUG") == "1":
+        return "production mode refuses debug mode: unset ENERGYCTL_DEBUG and drop --debug"
+    return None
+
+
+def describe_database() -> str:
+    """Which database Django uses, without credentials."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return redact_url(url)
+    from energy.db.embedded import server as embedded_pg
+
+    return f"embedded PostgreSQL in {embedded_pg.default_data_dir()}"

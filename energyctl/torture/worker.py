@@ -1,0 +1,140 @@
+"""Child processes of a run: ``prepare`` (schema and accounts) and ``client`` (the load).
+
+Run as ``python -m energyctl.torture.worker prepare|client SPEC_JSON`` with ``DATABASE_URL``
+in the environment; each sets Django up itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+from energyctl.torture.history import (
+    ANSWER,
+    ANSWER_DROPPED,
+    CRASH,
+    READY,
+    SEND,
+    EventLog,
+    read_events,
+    unfinished_request,
+)
+
+# Pause before retrying after `unavailable`: short, since faults here heal within a second.
+RETRY_PAUSE_SECONDS = (0.02, 0.15)
+
+
+def prepare(spec: dict) -> None:
+    from django.core.management import call_command
+
+    from energy.application.accounts import seed_accounts
+
+    call_command("migrate", verbosity=0)
+    seed_accounts(count=spec["accounts"], energy=spec["start_energy"])
+
+
+def client(spec: dict) -> None:
+    log = EventLog(Path(spec["log"]))
+    pending = unfinished_request(read_events(log.path))
+    rng = random.Random(spec["seed"])
+    stop = _Stop(Path(spec["stop_file"]), spec["drain_seconds"])
+    applied: list[tuple[int, int, str]] = []
+    drops = _AnswerDrops(spec["drop_answer_every"])
+    log.write(READY, generation=spec["generation"], pid=os.getpid())
+    for serial in itertools.count(1):
+        if pending is not None:
+            request, pending = pending, None
+        elif stop.requested():
+            break
+        else:
+            key = f"{spec['run']}-c{spec['slot']}-g{spec['generation']}-{serial}"
+            request = _next_request(rng, spec, applied, key)
+        if _send_until_answered(request, log, rng, stop, drops) == "applied":
+            applied.append(request)
+    log.close()
+
+
+class _Stop:
+    """The controller's stop file; once seen, the key in hand may be retried for a while longer."""
+
+    def __init__(self, path: Path, drain_seconds: float):
+        self.path, self.drain_seconds, self.deadline = path, drain_seconds, None
+
+    def requested(self) -> bool:
+        if self.deadline is None and self.path.exists():
+            self.deadline = time.monotonic() + self.drain_seconds
+        return self.deadline is not None
+
+    def overdue(self) -> bool:
+        return self.requested() and time.monotonic() > self.deadline
+
+
+class _AnswerDrops:
+    """Which applied answers to throw away: the first, then every ``every``-th (counted, not drawn)."""
+
+    def __init__(self, every: int):
+        self.every, self.applied = every, 0
+
+    def drop_next_applied(self) -> bool:
+        self.applied += 1
+        return self.every > 0 and self.applied % self.every == 1 % self.every
+
+
+def _send_until_answered(request, log: EventLog, rng: random.Random, stop: _Stop, drops: _AnswerDrops) -> str | None:
+    """Send with the same key until a final answer (returned), or until the drain time runs out (None)."""
+    from energy.application.consume import consume
+    from energy.domain.exceptions import EnergyError, Unavailable
+
+    account, amount, key = request
+    while True:
+        log.write(SEND, key=key, account=account, amount=amount)
+        try:
+            result = consume(account_id=account, amount=amount, idempotency_key=key)
+        except Unavailable as exc:
+            log.write(ANSWER, key=key, outcome=exc.outcome, reason=exc.reason)
+            if stop.overdue():
+                return None
+            time.sleep(rng.uniform(*RETRY_PAUSE_SECONDS))
+            continue
+        except EnergyError as exc:
+            log.write(ANSWER, key=key, outcome=exc.outcome)
+            return exc.outcome
+        except Exception as exc:
+            log.write(CRASH, key=key, error=f"{type(exc).__name__}: {exc}")
+            raise
+        dropped = result.status == "applied" and drops.drop_next_applied()
+        log.write(ANSWER, key=key, outcome=ANSWER_DROPPED if dropped else result.status,
+                  consumption_id=result.consumption_id, account=result.account_id, amount=result.amount,
+                  balance_after=result.balance_after)
+        if not dropped:
+            return result.status
+
+
+def _next_request(rng: random.Random, spec: dict, applied: list, key: str) -> tuple[int, int, str]:
+    roll = rng.random()
+    if applied and roll < spec["duplicate_share"]:
+        return rng.choice(applied)
+    roll = rng.random()
+    if roll < spec["missing_share"]:
+        account = spec["accounts"] + 1 + rng.randrange(1_000)
+    elif roll < spec["missing_share"] + spec["hot_share"]:
+        account = rng.randint(1, spec["hot_accounts"])
+    else:
+        account = rng.randint(spec["hot_accounts"] + 1, spec["accounts"])
+    return account, rng.randint(1, spec["max_amount"]), key
+
+
+def main(argv: list[str]) -> None:
+    role, spec = argv[0], json.loads(argv[1])
+
+    prepare()
+    {"prepare": prepare, "client": client}[role](spec)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
