@@ -1,4 +1,4 @@
-"""A run's figures as labelled rows, shared by ``python -m torture`` and the CLI."""
+"""A run's figures as labelled rows, as ``energyctl torture`` shows them."""
 
 from __future__ import annotations
 
@@ -29,6 +29,3 @@ def rows(report: Report) -> list[tuple[str, str]]:
         figures.append(("client logs kept in", report.kept_logs))
     return figures
 
-
-def text_lines(report: Report) -> list[str]:
-    return [f"{name + ':':<21}{value}" for name, value in rows(report)]
