@@ -40,6 +40,11 @@ class Client(models.Model):
     # carries 256 random bits, so a fast hash is enough: there is nothing to brute-force.
     # NULL for the operator, which has no token and cannot authenticate over HTTP.
     token_hash = models.CharField(max_length=64, unique=True, null=True)  # noqa: DJ001 - unique among real tokens
+    # After a rotation with --keep-old-for, the hash of the token just replaced: it keeps
+    # working until previous_token_expires_at, as the database's clock tells, and both
+    # tokens are found through a unique index. A later rotation or a revocation clears it.
+    previous_token_hash = models.CharField(max_length=64, unique=True, null=True)  # noqa: DJ001 - as token_hash
+    previous_token_expires_at = models.DateTimeField(null=True)
     scopes = models.JSONField(default=list)
     # Account ids the client may consume from or read; NULL means every account. No
     # foreign key: a client may be allowed an account before the account exists.
@@ -51,6 +56,11 @@ class Client(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=~Q(name=""), name="energy_client_name_not_empty"),
+            # An old token kept without an end would never stop working.
+            models.CheckConstraint(
+                condition=Q(previous_token_hash__isnull=True) | Q(previous_token_expires_at__isnull=False),
+                name="energy_client_previous_token_expires",
+            ),
         ]
 
 
