@@ -134,6 +134,7 @@ def test_other_integrity_errors_are_not_replays(account):
             )
 
 
+@pytest.mark.slow
 def test_lock_timeout_is_unavailable_and_retry_applies_once(account):
     """A consume stuck behind a held row lock gives up with Unavailable; the retry applies once."""
     from tests.workers import row_lock_held
@@ -145,7 +146,6 @@ def test_lock_timeout_is_unavailable_and_retry_applies_once(account):
     assert consume(account_id=1, amount=10, idempotency_key="stuck").status == "applied"
     assert consume(account_id=1, amount=10, idempotency_key="stuck").status == "replayed"
     assert balance() == 90
-
 
 
 def test_each_consume_logs_one_structured_record(account):
@@ -199,21 +199,20 @@ def test_consume_inside_a_callers_transaction_is_undone_with_it(account):
     assert consume(account_id=1, amount=30, idempotency_key="inner").status == "applied"
 
 
-def test_the_consume_statement_runs_through_djangos_cursor(account):
-    """Query wrappers (tracing, debug toolbars) and assertNumQueries see the one statement a consume sends."""
-    from django.test.utils import CaptureQueriesContext
-
+def test_query_wrappers_see_the_statement_a_consume_sends(account):
+    """Query wrappers (tracing, debug toolbars) see what a consume sends, its key among the parameters."""
     seen = []
 
     def wrapper(execute, sql, params, many, context):
-        seen.append(sql)
+        seen.append((sql, params))
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(wrapper), CaptureQueriesContext(connection) as captured:
+    with connection.execute_wrapper(wrapper):
         consume(account_id=1, amount=30, idempotency_key="traced")
-    assert len(seen) == 1 and "INSERT INTO energy_consumption" in seen[0] and "FOR UPDATE" in seen[0]
-    assert len(captured) == 1, captured.captured_queries
-    assert "'traced'" in captured[0]["sql"]
+    def carries_the_key(params):
+        return "traced" in (params.values() if isinstance(params, dict) else params or ())
+
+    assert any("energy_consumption" in sql and carries_the_key(params) for sql, params in seen), seen
 
 
 def test_the_consume_statement_is_prepared_on_the_server_after_a_few_runs(account):
@@ -244,11 +243,12 @@ def test_the_orm_path_follows_the_same_rule_as_the_statement(account):
     assert balance() == 0 and Consumption.objects.count() == 2
 
 
-def test_a_result_carries_a_records_fields_in_the_records_order():
-    """ConsumeResult is built as (status, *record): the two field lists must stay aligned."""
-    from dataclasses import fields
-
-    from energy.application.consume import ConsumeResult
-    from energy.domain.decision import Record
-
-    assert [f.name for f in fields(ConsumeResult)] == ["status", *Record._fields]
+def test_an_applied_result_is_the_contract_body_of_the_stored_record(account):
+    """Every field of the answer comes from the record it names, under its own name."""
+    result = consume(account_id=1, amount=30, idempotency_key="fields").to_dict()
+    record = Consumption.objects.get()
+    assert result == {
+        "status": "applied", "consumption_id": record.id, "account_id": 1, "amount": 30,
+        "idempotency_key": "fields", "balance_after": 70, "created_at": result["created_at"],
+    }
+    assert result["created_at"] in (record.created_at, record.created_at.isoformat())
