@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from energy.application.consume import consume
 from energy.domain.exceptions import EnergyError, InvalidRequest
-from energy.domain.requests import MAX_INT64, MAX_KEY_LENGTH, ConsumeRequest
+from energy.domain.requests import KEY_HEADER, MAX_INT64, MAX_KEY_LENGTH, ConsumeRequest
 from energy.models import Account, Consumption
 
 URL = "/api/energy/consume/"
@@ -69,7 +69,7 @@ def test_any_json_value_is_a_valid_request_or_an_invalid_request_naming_fields(d
     try:
         request = ConsumeRequest.from_json(data, header)
     except InvalidRequest as exc:
-        assert exc.fields and set(exc.fields) <= {"body", *FIELDS}, exc.fields
+        assert exc.fields and set(exc.fields) <= {"body", KEY_HEADER, *FIELDS}, exc.fields
         return
     assert type(request.account_id) is int and 1 <= request.account_id <= MAX_INT64
     assert type(request.amount) is int and 1 <= request.amount <= MAX_INT64
@@ -245,7 +245,7 @@ class TestHostileHttp:
         def is_400(key):
             response = _post(json.dumps({"account_id": 1, "amount": 1}), headers={"Idempotency-Key": key})
             assert response.status_code == 400, response.content
-            assert "idempotency_key" in response.json()["fields"]
+            assert set(response.json()["fields"]) & {"idempotency_key", KEY_HEADER}, response.json()
             _assert_nothing_written()
 
         is_400()
@@ -308,3 +308,57 @@ def test_cli_refuses_what_the_rules_refuse_with_exit_2_and_one_json_document(acc
     document = json.loads(result.stdout)
     assert document["error"] == "invalid_request" and set(document["fields"]) == refused
     assert "Traceback" not in result.stderr
+
+
+# --- The Idempotency-Key header: an RFC 8941 sf-string, or a bare token ----------------------------
+
+BODY = {"account_id": 1, "amount": 1}
+
+
+@pytest.mark.parametrize("header, key", [
+    ("abc", "abc"),
+    ('"abc"', "abc"),
+    ('  "abc"\t', "abc"),
+    ('"a\\"b\\\\c"', 'a"b\\c'),
+    ('"with spaces and = signs"', "with spaces and = signs"),
+    ("8e03978e-40d5-43e8-bc93-6894a57f9324", "8e03978e-40d5-43e8-bc93-6894a57f9324"),
+    ("order:17/line.2", "order:17/line.2"),
+])
+def test_a_key_header_names_the_key_its_sf_string_or_token_spells(header, key):
+    assert ConsumeRequest.from_json(BODY, header).idempotency_key == key
+
+
+@pytest.mark.parametrize("header", ['"abc"', "abc"])
+def test_a_key_in_the_body_and_the_same_key_in_the_header_agree(header):
+    assert ConsumeRequest.from_json({**BODY, "idempotency_key": "abc"}, header).idempotency_key == "abc"
+
+
+def test_a_body_key_and_a_different_header_key_are_400():
+    with pytest.raises(InvalidRequest) as caught:
+        ConsumeRequest.from_json({**BODY, "idempotency_key": "abc"}, '"abd"')
+    assert set(caught.value.fields) == {"idempotency_key"}
+
+
+@pytest.mark.parametrize("header", [
+    "a b", '"abc', 'abc"', '"a\\nb"', '"a\\\'"', "abc=", '"abc";p=1', "", "(abc)", "a,b",
+])
+def test_a_header_that_is_neither_an_sf_string_nor_a_token_is_400_naming_the_header(header):
+    with pytest.raises(InvalidRequest) as caught:
+        ConsumeRequest.from_json(BODY, header)
+    assert set(caught.value.fields) == {KEY_HEADER}, caught.value.fields
+
+
+@pytest.mark.parametrize("raw", ["café".encode(), "ключ".encode(), b"\xff", b"a\x01b", b'"caf\xc3\xa9"'])
+def test_a_header_beyond_printable_ascii_is_refused_pointing_to_the_body(raw):
+    # WSGI hands header bytes over as Latin-1: UTF-8 "café" arrives as "cafÃ©".
+    with pytest.raises(InvalidRequest) as caught:
+        ConsumeRequest.from_json(BODY, raw.decode("latin-1"))
+    assert set(caught.value.fields) == {KEY_HEADER}
+    assert "JSON body" in caught.value.fields[KEY_HEADER]
+
+
+@PURE
+@given(key=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=MAX_KEY_LENGTH))
+def test_any_printable_ascii_key_quoted_as_an_sf_string_comes_back_as_itself(key):
+    quoted = '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    assert ConsumeRequest.from_json(BODY, quoted).idempotency_key == key

@@ -21,6 +21,14 @@ _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 FIELDS = ("account_id", "amount", "idempotency_key")
 # A history page longer than this is a dump, not a page: read further with a cursor instead.
 MAX_PAGE_LIMIT = 1000
+# The Idempotency-Key header (IETF Idempotency-Key draft) holds an RFC 8941 sf-string:
+# printable ASCII in double quotes, where only \" and \\ are escapes. A bare token (HTTP's
+# tchar, plus sf-token's ":" and "/") names the same key, as most clients send it unquoted.
+KEY_HEADER = "Idempotency-Key"
+_SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
+_SF_ESCAPE = re.compile(r'\\(["\\])')
+_BARE_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z:/]+")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
 @dataclass(frozen=True)
@@ -31,13 +39,17 @@ class ConsumeRequest:
 
     @classmethod
     def from_json(cls, data: Any, key_header: str | None = None) -> "ConsumeRequest":
-        """Validate a decoded JSON body; numbers must be JSON integers, not strings or floats."""
+        """Validate a decoded JSON body; numbers must be JSON integers, not strings or floats.
+
+        ``key_header`` is the Idempotency-Key header's value as the server received it.
+        """
         if not isinstance(data, Mapping):
             raise InvalidRequest({"body": "must be a JSON object"})
         problems: dict[str, str] = {}
         account_id = _json_int(data, "account_id", problems)
         amount = _json_int(data, "amount", problems)
-        key = _key(data.get("idempotency_key"), key_header, problems)
+        header_key = key_from_header(key_header, problems) if key_header is not None else None
+        key = _key(data.get("idempotency_key"), header_key, problems) if KEY_HEADER not in problems else None
         return cls._checked(account_id, amount, key, problems)
 
     @classmethod
@@ -87,6 +99,27 @@ def parse_idempotency_key(text: Any) -> str:
     if problems:
         raise InvalidRequest(problems)
     return key
+
+
+def key_from_header(value: str, problems: dict[str, str]) -> str | None:
+    """The key an Idempotency-Key header names: its sf-string unquoted and unescaped, or its bare token.
+
+    WSGI hands header values over as Latin-1, so bytes beyond ASCII would come out as another
+    spelling of the key than the client meant: such values are refused, never guessed at.
+    """
+    value = value.strip(" \t")
+    if not _PRINTABLE_ASCII.fullmatch(value):
+        problems[KEY_HEADER] = ("must be printable ASCII; send a key with other characters "
+                                "in the JSON body as idempotency_key")
+        return None
+    quoted = _SF_STRING.fullmatch(value)
+    if quoted:
+        return _SF_ESCAPE.sub(r"\1", quoted.group(1))
+    if _BARE_TOKEN.fullmatch(value):
+        return value
+    problems[KEY_HEADER] = ('must be a structured-field string ("abc", with \\" and \\\\ as the only escapes) '
+                            "or a bare token (letters, digits and !#$%&'*+-.^_`|~:/)")
+    return None
 
 
 def _json_int(data: Mapping, field: str, problems: dict[str, str]) -> int | None:
