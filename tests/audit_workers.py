@@ -8,7 +8,8 @@ import time
 def audit_worker(db_name, barrier, expected, results) -> None:
     """After the barrier, audit the ledger again and again until it holds ``expected`` consumptions
     (at most 60 s); put (clean, consumptions) of each audit."""
-    from tests.workers import line_up, setup_django
+    from tests.support import setup_django
+    from tests.workers import line_up
 
     setup_django(db_name)
     from django.db import connection, transaction

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.workers import line_up, setup_django
+from tests.support import setup_django
+from tests.workers import line_up
 
 
 def consume_many_worker(db_name, barrier, requests, chunk_size, results) -> None:

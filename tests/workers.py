@@ -12,29 +12,13 @@ them waiting for it: they provably overlapped, and then race for real.
 
 from __future__ import annotations
 
-import multiprocessing
-import time
 from contextlib import contextmanager
+
+from tests.support import setup_django, spawn_context, test_database_name, wait_until_blocked
 
 # The workers wait this long for the held locks (their own lock_timeout), far longer than
 # they take to line up; the test holds the locks on purpose.
 LINE_UP_TIMEOUT_S = 60
-
-
-def spawn_context():
-    return multiprocessing.get_context("spawn")
-
-
-def test_database_name() -> str:
-    from django.db import connection
-
-    return connection.settings_dict["NAME"]
-
-
-def setup_django(db_name: str) -> None:
-    from energy.setup import setup_django as setup
-
-    setup(database={"NAME": db_name})
 
 
 def consume_worker(db_name, barrier, requests, results) -> None:
@@ -82,12 +66,13 @@ def run_workers(jobs: list[tuple]) -> list[dict]:
     with every_account_locked(ctx, db_name) as holder:
         for proc in procs:
             proc.start()
-        waiting = wait_for_waiters(holder, len(procs), procs)
-    if waiting < len(procs):
-        for proc in procs:
-            proc.kill()
-            proc.join(30)
-        raise AssertionError(f"only {waiting} of {len(procs)} workers were seen waiting at the same time")
+        try:
+            wait_until_blocked(len(procs), holder_pid=holder, alive=procs, timeout=LINE_UP_TIMEOUT_S)
+        except AssertionError as exc:
+            for proc in procs:
+                proc.kill()
+                proc.join(30)
+            raise AssertionError(f"the workers were not all seen waiting at the same time: {exc}") from None
     outcomes = []
     for _ in procs:
         outcomes.extend(results.get(timeout=120))
@@ -120,27 +105,6 @@ def hold_every_account(db_name, ready, release) -> None:
         list(Account.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
         ready.put(connection.connection.info.backend_pid)
         release.wait(LINE_UP_TIMEOUT_S)
-
-
-def wait_for_waiters(holder_pid: int, expected: int, procs) -> int:
-    """How many backends wait for a lock behind ``holder_pid``: ``expected`` once they all do, fewer if a
-    worker died or time ran out."""
-    from django.db import connection
-
-    deadline = time.monotonic() + LINE_UP_TIMEOUT_S
-    waiting = 0
-    try:
-        while waiting < expected and time.monotonic() < deadline and all(p.exitcode is None for p in procs):
-            with connection.cursor() as cursor:
-                # Behind the holder the first waiter waits for its transaction, the others for
-                # the row's tuple lock, which that first waiter holds: count every waiter.
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                               " AND pid <> %s AND cardinality(pg_blocking_pids(pid)) > 0", [holder_pid])
-                waiting = cursor.fetchone()[0]
-            time.sleep(0.005)
-    finally:
-        connection.close()
-    return waiting
 
 
 @contextmanager
