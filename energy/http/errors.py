@@ -1,6 +1,19 @@
-"""The one place where outcomes become HTTP statuses and error bodies."""
+"""The one place where outcomes become HTTP statuses and error bodies.
 
-from django.core.exceptions import RequestDataTooBig
+Whatever the API refuses is answered with the contract's JSON error document: a view's
+refusal (through DRF's exception handler below) and Django's own (an unknown path, a Host
+that is not allowed, an unexpected failure: the ``handler*`` views that energy.urls names).
+A public answer carries no infrastructure detail: ``unavailable`` and ``internal_error`` say
+a fixed sentence and an error id, and the server logs the reason under that id.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
+from django.http import JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -12,25 +25,42 @@ HTTP_STATUS = {
     "invalid_request": 400,
     "account_not_found": 404,
     "key_not_found": 404,
+    "not_found": 404,
     "insufficient_energy": 409,
     "idempotency_key_mismatch": 422,
+    "internal_error": 500,
     "unavailable": 503,
     "unauthenticated": 401,
     "forbidden": 403,
 }
 # Seconds a client should wait before retrying after `unavailable`.
 RETRY_AFTER_SECONDS = 1
+UNAVAILABLE = ("The service cannot answer right now; retry the same request, with the same idempotency key, "
+               "after Retry-After seconds.")
+INTERNAL_ERROR = "The server failed to answer this request."
+NOT_FOUND = "No endpoint answers at this path."
+BAD_HOST = "The Host header names a host this server does not answer to."
+BAD_REQUEST = "The request is malformed."
+# Where a refusal leaves its reason (or error id) in the WSGI environ for the access log line,
+# and where an error id is kept for Django's record of the failure (ErrorIdFilter).
+LOG_NOTE = "energy.log_note"
+ERROR_ID = "energy.error_id"
+
+log = logging.getLogger("energy.http")
 
 
-def energy_error(exc: EnergyError) -> tuple[int, dict, dict[str, str]]:
+def energy_error(exc: EnergyError, request=None) -> tuple[int, dict, dict[str, str]]:
     """A use case's refusal as HTTP: status, the contract's error body, extra headers."""
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, Unavailable) else {}
-    return HTTP_STATUS[exc.outcome], describe(exc), headers
+    if isinstance(exc, Unavailable):
+        error_id = _logged("unavailable", exc.reason, request)
+        document = error_document("unavailable", f"{UNAVAILABLE} Error id: {error_id}.")
+        return HTTP_STATUS["unavailable"], document, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return HTTP_STATUS[exc.outcome], describe(exc), {}
 
 
 def exception_handler(exc, context):
     if isinstance(exc, EnergyError):
-        status, document, headers = energy_error(exc)
+        status, document, headers = energy_error(exc, context.get("request"))
         return Response(document, status=status, headers=headers)
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         response = Response(error_document("unauthenticated", _text(exc.detail)), status=401)
@@ -42,13 +72,68 @@ def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return Response(error_document("invalid_request", "Request body is too large."), status=413)
     if isinstance(exc, drf.APIException):
-        # Malformed JSON (400), too large (413), wrong method (405), wrong content type (415).
+        # Malformed JSON (400), wrong method (405), unacceptable Accept (406), wrong content type (415).
         response = Response(error_document("invalid_request", _text(exc.detail)), status=exc.status_code)
         if isinstance(exc, drf.MethodNotAllowed):
             allowed = context["view"].allowed_methods if context.get("view") else []
             response["Allow"] = ", ".join(allowed)
         return response
     return None
+
+
+# Django's error views (energy.urls names them): used for what never reaches a DRF view.
+
+def not_found(request, exception=None):
+    return JsonResponse(error_document("not_found", NOT_FOUND), status=404)
+
+
+def bad_request(request, exception=None):
+    if isinstance(exception, DisallowedHost):
+        _note(request, f"refused: Host {request.META.get('HTTP_HOST', request.META.get('SERVER_NAME'))!r} is not in ENERGYCTL_ALLOWED_HOSTS")
+        return JsonResponse(error_document("invalid_request", BAD_HOST), status=400)
+    _note(request, f"refused: {type(exception).__name__}: {exception}")
+    return JsonResponse(error_document("invalid_request", BAD_REQUEST), status=400)
+
+
+def permission_denied(request, exception=None):
+    return JsonResponse(error_document("forbidden", "This request is not allowed."), status=403)
+
+
+def server_error(request):
+    """Django logs the traceback on ``django.request``; ``ErrorIdFilter`` adds this error id to it."""
+    error_id = _new_error_id()
+    _note(request, f"error id {error_id}", error_id)
+    return JsonResponse(error_document("internal_error", f"{INTERNAL_ERROR} Error id: {error_id}."), status=500)
+
+
+class ErrorIdFilter(logging.Filter):
+    """Adds the error id an answer showed to Django's record of that failure, so the two can be matched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error_id = getattr(getattr(record, "request", None), "META", {}).get(ERROR_ID)
+        if error_id:
+            record.msg, record.args = f"{record.getMessage()} (error id {error_id})", None
+        return True
+
+
+def _logged(outcome: str, reason: str, request) -> str:
+    error_id = _new_error_id()
+    where = f"{request.method} {request.path}" if request is not None else "-"
+    log.warning("%s (error id %s) on %s: %s", outcome, error_id, where, reason)
+    _note(request, f"error id {error_id}", error_id)
+    return error_id
+
+
+def _new_error_id() -> str:
+    return secrets.token_hex(6)
+
+
+def _note(request, text: str, error_id: str | None = None) -> None:
+    # META is the WSGI environ itself, for a Django request and for DRF's wrapper of one.
+    if request is not None:
+        request.META[LOG_NOTE] = text
+        if error_id:
+            request.META[ERROR_ID] = error_id
 
 
 def _text(detail) -> str:

@@ -146,3 +146,7 @@ CONSUMPTION = {
                   404: _error("key_not_found: this client has applied no request under this key"),
                   503: UNAVAILABLE},
 }
+
+
+# The schema view's own settings on top of SPECTACULAR_SETTINGS.
+DOCUMENT_SETTINGS: dict = {}
