@@ -7,6 +7,8 @@ before and after. The real-server side (logs, sockets, processes) is in test_aut
 from __future__ import annotations
 
 import json
+import logging
+from contextlib import contextmanager
 
 import pytest
 from rest_framework.test import APIClient
@@ -308,3 +310,150 @@ def test_an_api_view_that_declares_no_scope_is_refused_outright(shop):
     assert response.status_code == 403 and response.data["error"] == "forbidden"
     anonymous = Forgetful.as_view()(APIRequestFactory().get("/api/forgetful/"))
     assert anonymous.status_code == 401
+
+
+# --- Rotation that keeps the old token for a while -------------------------------------------------
+
+def database_clock_passes(name: str) -> None:
+    """Until the database's clock is past the end of ``name``'s kept token (polled, never guessed)."""
+    import time
+
+    from django.db import connection
+
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT CURRENT_TIMESTAMP > previous_token_expires_at FROM energy_client WHERE name = %s",
+                           [name])
+            if cursor.fetchone()[0]:
+                return
+            assert time.monotonic() < deadline, "the kept token's end never came"
+            time.sleep(0.05)
+
+
+def test_a_token_kept_by_a_rotation_works_beside_the_new_one(shop):
+    new = rotate_token(name="shop", keep_old_for=3600).token
+    old = post(shop, BODY)
+    assert old.status_code == 201, old.content
+    assert post(new, {**BODY, "idempotency_key": "new"}).status_code == 201
+    # The same client, whichever of its tokens is sent: one key space.
+    replay = post(new, BODY)
+    assert replay.status_code == 200 and replay.json() == {**old.json(), "status": "replayed"}
+
+
+def test_a_kept_token_stops_once_the_database_clock_passes_its_end(shop):
+    new = rotate_token(name="shop", keep_old_for=1).token
+    database_clock_passes("shop")
+    before = ledger()
+    refused(post(shop, BODY), 401, "unauthenticated")
+    assert ledger() == before
+    assert post(new, BODY).status_code == 201
+
+
+def test_without_keep_old_for_the_old_token_stops_at_once(shop):
+    new = rotate_token(name="shop", keep_old_for=0).token
+    refused(post(shop, BODY), 401, "unauthenticated")
+    assert post(new, BODY).status_code == 201
+    assert Client.objects.filter(name="shop").values_list("previous_token_hash", flat=True).get() is None
+
+
+def test_revoke_ends_the_kept_token_too(shop):
+    new = rotate_token(name="shop", keep_old_for=3600).token
+    revoke_client(name="shop")
+    for token in (shop, new):
+        refused(post(token, BODY), 401, "unauthenticated")
+    # Re-admitted later, the client gets the new token only; nothing kept comes back.
+    newest = rotate_token(name="shop", keep_old_for=3600).token
+    for token in (shop, new):
+        refused(post(token, BODY), 401, "unauthenticated")
+    assert post(newest, BODY).status_code == 201
+
+
+def test_a_second_rotation_ends_the_token_kept_by_the_first(shop):
+    second = rotate_token(name="shop", keep_old_for=3600).token
+    third = rotate_token(name="shop", keep_old_for=3600).token
+    refused(post(shop, BODY), 401, "unauthenticated")
+    assert post(second, BODY).status_code == 201
+    assert post(third, {**BODY, "idempotency_key": "third"}).status_code == 201
+
+
+def test_a_kept_token_is_stored_only_as_its_hash(shop):
+    from energy.application.clients import hash_token
+
+    new = rotate_token(name="shop", keep_old_for=60).token
+    row = Client.objects.filter(name="shop").values().get()
+    assert (row["token_hash"], row["previous_token_hash"]) == (hash_token(new), hash_token(shop))
+    assert not any(token in str(value) for value in row.values() for token in (shop, new))
+
+
+@pytest.mark.parametrize("seconds", [-1, 604_801, 1.5, True, "60", None])
+def test_keep_old_for_must_be_whole_seconds_up_to_a_week(shop, seconds):
+    from energy.domain.exceptions import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as caught:
+        rotate_token(name="shop", keep_old_for=seconds)
+    assert "keep_old_for" in caught.value.fields
+    assert post(shop, BODY).status_code == 201  # nothing was rotated
+
+
+# --- Logs: one record per client change, the channel of each consume, never a token -----------------
+
+@contextmanager
+def log_records(name: str):
+    """The records logger ``name`` emits at INFO and above meanwhile."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def rendered(record: logging.LogRecord) -> str:
+    """A record as both of the server's formats write it, every extra field included."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s").format(record)
+    return plain + "\n" + JsonFormatter("%(levelname)s %(name)s %(message)s").format(record)
+
+
+def test_each_client_change_logs_one_record_that_never_holds_a_token(accounts):
+    from energy.application.clients import hash_token
+    from energy.domain.exceptions import ClientNotFound
+
+    with log_records("energy.clients") as records:
+        first = add_client(name="shop", accounts=[1, 2]).token
+        second = rotate_token(name="shop", keep_old_for=300).token
+        third = rotate_token(name="shop").token
+        revoke_client(name="shop")
+        with pytest.raises(ClientNotFound):
+            rotate_token(name="nobody", keep_old_for=60)
+    assert [(r.event, r.client, getattr(r, "keep_old_for", None)) for r in records] == [
+        ("client_added", "shop", None),
+        ("client_rotated", "shop", 300),
+        ("client_rotated", "shop", 0),
+        ("client_revoked", "shop", None),
+    ]
+    assert (records[0].scopes, records[0].accounts) == (["consume", "read"], [1, 2])
+    assert all(r.name.startswith("energy.") and r.levelno == logging.INFO for r in records)
+    text = "\n".join(rendered(r) for r in records)
+    assert "keep_old_for" in text and "300" in text
+    for token in (first, second, third):
+        assert token not in text and token[4:] not in text and hash_token(token) not in text
+
+
+def test_the_consume_log_names_the_channel_each_request_came_by(shop):
+    from energy.application.consume import consume
+
+    with log_records("energy.consume") as records:
+        assert post(shop, BODY).status_code == 201
+        consume(account_id=2, amount=5, idempotency_key="from-the-command-line")
+    assert [(r.idempotency_key, r.channel) for r in records] == [("order-17", "http"),
+                                                                  ("from-the-command-line", "cli")]
+    assert shop not in "\n".join(rendered(r) for r in records)

@@ -115,3 +115,49 @@ def test_revoke_stops_the_token_and_unknown_names_exit_4():
 def test_the_operator_has_no_token_to_rotate_or_revoke(command):
     result = invoke("clients", command, "operator", "--json")
     assert result.exit_code == 2 and "name" in document(result)["fields"]
+
+
+def test_rotate_can_keep_the_old_token_working_for_a_while():
+    from energy.application.clients import authenticate
+
+    old = document(invoke("clients", "add", "shop", "--accounts", "1", "--json"))["token"]
+    rotated = invoke("clients", "rotate", "shop", "--keep-old-for", "3600", "--json")
+    assert rotated.exit_code == 0, rotated.output
+    body = document(rotated)
+    assert set(body) == {"client", "token"} and body["token"] != old
+    assert "3600 s" in rotated.stderr and old not in rotated.output
+    assert authenticate(old).name == authenticate(body["token"]).name == "shop"
+    # Revoking ends every token of the client at once, the kept one too.
+    assert invoke("clients", "revoke", "shop").exit_code == 0
+    assert authenticate(old) is None and authenticate(body["token"]) is None
+
+
+@pytest.mark.parametrize("seconds", ["-1", "604801", "1.5", "abc", "", "1e3", "99999999999999999999"])
+def test_rotate_refuses_a_bad_keep_old_for_with_exit_2_and_rotates_nothing(seconds):
+    from energy.application.clients import authenticate
+
+    old = document(invoke("clients", "add", "shop", "--accounts", "1", "--json"))["token"]
+    result = invoke("clients", "rotate", "shop", "--keep-old-for", seconds, "--json")
+    assert result.exit_code == 2, result.output
+    assert document(result)["error"] == "invalid_request" and "keep_old_for" in document(result)["fields"]
+    assert authenticate(old).name == "shop"
+
+
+def test_a_consume_from_the_command_line_is_logged_as_such():
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("energy.consume")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        invoke("seed", "--accounts", "1", "--energy", "100")
+        result = invoke("consume", "--account", "1", "--amount", "5", "--key", "by-hand", "--json")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert result.exit_code == 0, result.output
+    assert [(r.idempotency_key, r.channel) for r in records if hasattr(r, "idempotency_key")] == [("by-hand", "cli")]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from energy.db.guard import database_guard, once_more_if_lost
@@ -24,11 +26,16 @@ from energy.domain.clients import (
     TOKEN_PREFIX,
     TOKEN_RANDOM_BYTES,
     Grant,
+    check_keep_old_for,
     check_name,
     is_token_shaped,
 )
 from energy.domain.exceptions import ClientNameTaken, ClientNotFound, NotAClientOfTheApi
 from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Client
+
+# One record per change to who may call (added, rotated, revoked): a trail of client
+# management, with names and settings only, never a token or its hash.
+log = logging.getLogger("energy.clients")
 
 # last_used_at is written at most once per this interval per client, so the hot path pays
 # one indexed read per request and no write: "last used" is accurate to a minute.
@@ -37,17 +44,24 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 _SCOPES, _ACCOUNTS, _LAST_USED = (Client._meta.get_field(name) for name in ("scopes", "accounts", "last_used_at"))
 _TABLE = Client._meta.db_table
 _ID, _NAME, _HASH, _ACTIVE = (Client._meta.get_field(name).column for name in ("id", "name", "token_hash", "active"))
+_OLD_HASH, _OLD_UNTIL = (Client._meta.get_field(name).column
+                         for name in ("previous_token_hash", "previous_token_expires_at"))
 # Whether a client's last_used_at is due to move forward: read by the lookup, and repeated
 # by the UPDATE so that, of several workers crossing the boundary together, one writes and
 # the others match no row.
 _STALE = f"({_LAST_USED.column} IS NULL OR {_LAST_USED.column} <= %(stale)s)"
-# The lookup of every authenticated request: one indexed read (the unique index on the hash),
-# written out once instead of a queryset built and compiled per request. It runs on Django's
-# cursor, so execute_wrapper and the query log see it; with server-side binding psycopg
-# prepares it after a few executions on a connection (energy.db.config).
+# The lookup of every authenticated request: one indexed read (the unique indexes on the
+# current and the kept hash, one bitmap scan), written out once instead of a queryset built
+# and compiled per request. A kept token counts until the database's clock passes its end
+# (CURRENT_TIMESTAMP: the statement's start, as the lookup runs outside any transaction).
+# The hash that matched comes back third, to be compared again in constant time. It runs on
+# Django's cursor, so execute_wrapper and the query log see it; with server-side binding
+# psycopg prepares it after a few executions on a connection (energy.db.config).
 _LOOKUP = (
-    f"SELECT {_ID}, {_NAME}, {_HASH}, {_SCOPES.column}, {_ACCOUNTS.column}, {_STALE} FROM {_TABLE} "  # noqa: S608 - names from _meta
-    f"WHERE {_HASH} = %(digest)s AND {_ACTIVE} AND {_ID} <> {OPERATOR_CLIENT_ID:d}"
+    f"SELECT {_ID}, {_NAME}, CASE WHEN {_HASH} = %(digest)s THEN {_HASH} ELSE {_OLD_HASH} END, "  # noqa: S608 - names from _meta
+    f"{_SCOPES.column}, {_ACCOUNTS.column}, {_STALE} FROM {_TABLE} "
+    f"WHERE ({_HASH} = %(digest)s OR ({_OLD_HASH} = %(digest)s AND {_OLD_UNTIL} > CURRENT_TIMESTAMP)) "
+    f"AND {_ACTIVE} AND {_ID} <> {OPERATOR_CLIENT_ID:d}"
 )
 _TOUCH = f"UPDATE {_TABLE} SET {_LAST_USED.column} = %(now)s WHERE {_ID} = %(id)s AND {_STALE}"  # noqa: S608
 
@@ -60,6 +74,8 @@ class IssuedToken:
     token: str
     scopes: list[str]
     accounts: list[int] | None
+    # Seconds the token it replaced keeps working (a rotation with keep_old_for); 0: none does.
+    old_token_kept_for: int = 0
 
     def to_dict(self) -> dict:
         return {"client": self.client, "token": self.token, "scopes": self.scopes,
@@ -92,6 +108,8 @@ def add_client(*, name: str, accounts: list[int] | None, read_only: bool = False
         if taken:
             raise ClientNameTaken(name) from None
         raise
+    log.info("client %s added", name, extra={"event": "client_added", "client": name, "scopes": scopes,
+                                              "accounts": "all" if accounts is None else accounts})
     return IssuedToken(name, token, scopes, accounts)
 
 
@@ -105,26 +123,35 @@ def list_clients() -> list[dict]:
              "created_at": _iso(row["created_at"]), "last_used_at": _iso(row["last_used_at"])} for row in rows]
 
 
-def rotate_token(*, name: str) -> IssuedToken:
-    """A new token for ``name``; the old one stops working with this commit.
+def rotate_token(*, name: str, keep_old_for: int = 0) -> IssuedToken:
+    """A new token for ``name``; the old one stops working with this commit, or ``keep_old_for``
+    seconds later by the database's clock, both working meanwhile.
 
-    A revoked client becomes active again with the new token: rotating is how an operator
-    re-admits a client, never with its old token.
+    Only the token just replaced is kept: one kept by an earlier rotation stops now. A revoked
+    client becomes active again with the new token only: rotating is how an operator re-admits
+    a client, never with its old token.
     """
+    check_keep_old_for(keep_old_for)
     token = new_token()
     with database_guard(), transaction.atomic():
         client = _api_client(name)
-        client.token_hash, client.active = hash_token(token), True
-        client.save(update_fields=["token_hash", "active"])
-    return IssuedToken(client.name, token, client.scopes, client.accounts)
+        kept = client.token_hash if keep_old_for else None
+        Client.objects.filter(pk=client.pk).update(
+            token_hash=hash_token(token), active=True, previous_token_hash=kept,
+            previous_token_expires_at=None if kept is None else Now() + timedelta(seconds=keep_old_for))
+    kept_for = 0 if kept is None else keep_old_for
+    log.info("client %s rotated, old token kept for %s s", name, kept_for,
+             extra={"event": "client_rotated", "client": name, "keep_old_for": kept_for})
+    return IssuedToken(client.name, token, client.scopes, client.accounts, old_token_kept_for=kept_for)
 
 
 def revoke_client(*, name: str) -> None:
-    """``name``'s token stops working with this commit; its hash is dropped too."""
+    """Every token of ``name`` stops working with this commit, a kept old one too; the hashes are dropped."""
     with database_guard(), transaction.atomic():
-        client = _api_client(name)
-        client.token_hash, client.active = None, False
-        client.save(update_fields=["token_hash", "active"])
+        _api_client(name)
+        Client.objects.filter(name=name).update(token_hash=None, previous_token_hash=None,
+                                                previous_token_expires_at=None, active=False)
+    log.info("client %s revoked", name, extra={"event": "client_revoked", "client": name})
 
 
 def authenticate(token: str) -> Grant | None:

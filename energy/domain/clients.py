@@ -27,6 +27,13 @@ MAX_ALLOWED_ACCOUNTS = 10_000
 TOKEN_PREFIX = "ect_"  # noqa: S105 - a public marker, not a secret
 TOKEN_RANDOM_BYTES = 32
 TOKEN_PATTERN = re.compile(TOKEN_PREFIX + r"[A-Za-z0-9_-]{43}")
+# How long a rotated-out token may keep working: time to roll the new one out to every
+# instance of a client, never long enough for a leaked old token to live on for weeks.
+MAX_KEEP_OLD_FOR_S = 7 * 24 * 3600
+_SECONDS_TEXT = re.compile(r"[0-9]{1,12}")
+_KEEP_OLD_FOR_RULE = f"must be whole seconds from 0 to {MAX_KEEP_OLD_FOR_S} (7 days)"
+# The ways a request arrives, named in the consume log: the HTTP API or the trusted command line.
+CLI, HTTP = "cli", "http"
 
 
 def check_name(name: str) -> str:
@@ -58,6 +65,21 @@ def parse_account_list(text: str) -> list[int]:
         except InvalidRequest as exc:
             raise InvalidRequest({"accounts": f"{part[:30]!r} {exc.fields['account_id']}"}) from None
     return sorted(ids)
+
+
+def check_keep_old_for(seconds: int) -> int:
+    """Seconds an old token keeps working after a rotation: 0 (it stops at once) up to a week."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_KEEP_OLD_FOR_S:
+        raise InvalidRequest({"keep_old_for": _KEEP_OLD_FOR_RULE})
+    return seconds
+
+
+def parse_keep_old_for(text: str) -> int:
+    """``--keep-old-for`` as given on the command line: whole seconds in decimal digits."""
+    digits = (text or "").strip()
+    if not _SECONDS_TEXT.fullmatch(digits):
+        raise InvalidRequest({"keep_old_for": _KEEP_OLD_FOR_RULE})
+    return check_keep_old_for(int(digits))
 
 
 def is_token_shaped(token: str) -> bool:

@@ -26,7 +26,8 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="client",
             constraint=models.CheckConstraint(
-                condition=models.Q(previous_token_hash__isnull=True) | models.Q(previous_token_expires_at__isnull=False),
+                condition=(models.Q(previous_token_hash__isnull=True)
+                           | models.Q(previous_token_expires_at__isnull=False)),
                 name="energy_client_previous_token_expires",
             ),
         ),
