@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from energy.application.consume import ConsumeResult, consume
 from energy.db import statements
 from energy.db.guard import database_guard
+from energy.domain.clients import CLI
 from energy.domain.decision import Apply, Decision, Pending, Record, Refuse, Replay, plan
 from energy.domain.exceptions import EnergyError, Unavailable
 from energy.domain.requests import ConsumeRequest
@@ -41,32 +42,34 @@ MAX_ATTEMPTS = 5
 Outcome = ConsumeResult | EnergyError
 
 
-def consume_many(requests: Sequence[ConsumeRequest], *, client_id: int = OPERATOR_CLIENT_ID) -> list[Outcome]:
+def consume_many(requests: Sequence[ConsumeRequest], *, client_id: int = OPERATOR_CLIENT_ID,
+                 channel: str = CLI) -> list[Outcome]:
     """Apply ``requests`` in order in ``client_id``'s key space (default: the operator's).
 
-    Each request gets a ConsumeResult or the EnergyError it ended in.
+    Each request gets a ConsumeResult or the EnergyError it ended in. ``channel`` names
+    where they came from in the log record.
     """
     if connection.vendor != "postgresql":
-        return [_one(client_id, request) for request in requests]
+        return [_one(client_id, request, channel) for request in requests]
     outcomes: list[Outcome] = []
     for start in range(0, len(requests), CHUNK_SIZE):
         chunk = requests[start:start + CHUNK_SIZE]
         try:
             with database_guard():
-                decided = _chunk(client_id, chunk)
+                decided = _chunk(client_id, chunk, channel)
         except Unavailable as exc:
             decided = [exc] * len(chunk)
         outcomes.extend(decided)
     if log.isEnabledFor(logging.INFO):
         counts = Counter(o.outcome for o in outcomes)
-        log.info("consume_many %s requests", len(requests), extra={"outcomes": dict(counts)})
+        log.info("consume_many %s requests", len(requests), extra={"outcomes": dict(counts), "channel": channel})
     return outcomes
 
 
-def _one(client_id: int, request: ConsumeRequest) -> Outcome:
+def _one(client_id: int, request: ConsumeRequest, channel: str) -> Outcome:
     try:
         return consume(account_id=request.account_id, amount=request.amount,
-                       idempotency_key=request.idempotency_key, client_id=client_id)
+                       idempotency_key=request.idempotency_key, client_id=client_id, channel=channel)
     except EnergyError as exc:
         return exc
 
@@ -75,14 +78,14 @@ class _KeyTaken(Exception):
     """A key planned for insertion was committed by a concurrent writer meanwhile."""
 
 
-def _chunk(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[Outcome]:
+def _chunk(client_id: int, chunk: Sequence[ConsumeRequest], channel: str) -> list[Outcome]:
     for _ in range(MAX_ATTEMPTS):
         try:
             with transaction.atomic():
                 return _decide_and_apply(client_id, chunk)
         except _KeyTaken:
             continue
-    return [_one(client_id, request) for request in chunk]
+    return [_one(client_id, request, channel) for request in chunk]
 
 
 def _decide_and_apply(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[Outcome]:

@@ -30,6 +30,7 @@ from django.db.models import F
 
 from energy.db import statements
 from energy.db.guard import database_guard
+from energy.domain.clients import CLI
 from energy.domain.decision import Apply, Record, Refuse, Replay, decide
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import ConsumeRequest
@@ -78,9 +79,11 @@ class ConsumeResult:
 
 
 def consume(
-    *, account_id: int, amount: int, idempotency_key: str, client_id: int = OPERATOR_CLIENT_ID
+    *, account_id: int, amount: int, idempotency_key: str, client_id: int = OPERATOR_CLIENT_ID, channel: str = CLI
 ) -> ConsumeResult:
     """Apply one validated request in ``client_id``'s key space (default: the operator's).
+
+    ``channel`` names where it came from (``http``, or the command line) in the log record.
 
     Returns applied/replayed or raises an EnergyError.
     """
@@ -106,6 +109,7 @@ def consume(
                 extra={
                     "idempotency_key": idempotency_key,
                     "client_id": client_id,
+                    "channel": channel,
                     "account_id": account_id,
                     "amount": amount,
                     "outcome": outcome,

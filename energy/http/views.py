@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from energy.application.accounts import get_balance
 from energy.application.consume import REPLAYED, consume
 from energy.application.health import check_database
-from energy.domain.clients import CONSUME, READ
+from energy.domain.clients import CONSUME, HTTP, READ
 from energy.domain.requests import ConsumeRequest, parse_account_id
 from energy.http import openapi
 from energy.http.errors import HTTP_STATUS
@@ -64,7 +64,7 @@ def consume_answer(command: ConsumeRequest, client_id: int) -> tuple[int, dict, 
     Shared by ConsumeView and the plain path (energy/http/plain.py); refusals raise.
     """
     result = consume(account_id=command.account_id, amount=command.amount,
-                     idempotency_key=command.idempotency_key, client_id=client_id)
+                     idempotency_key=command.idempotency_key, client_id=client_id, channel=HTTP)
     headers = {"Idempotent-Replayed": "true"} if result.status == REPLAYED else {}
     return HTTP_STATUS[result.status], result.to_dict(), headers
 
