@@ -3,11 +3,17 @@
 wrk (Debian package ``wrk``) is used when it is on PATH; otherwise a built-in keep-alive
 client in N processes stands in, and the engine's name says so. Every request carries the
 headers of ``request_headers()``, the one place that decides them.
+
+Next to it, where the checkout's benchmarks/ and gunicorn are present, the peer: the case
+study's design (a DRF view, ``atomic()`` + ``select_for_update()`` + a UNIQUE key + ``F()``,
+no authentication) served the conventional way, under gunicorn gthread with CONN_MAX_AGE=60.
+It is started as a process from the checkout, never imported.
 """
 
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -32,6 +38,11 @@ WRK_THREADS = max(1, min(os.cpu_count() or 1, 4))
 CONSUME_PATH = "/api/energy/consume/"
 # Statuses that mean the request was answered as the contract says for this workload.
 APPLIED, REPLAYED = 201, 200
+# The peer's Django project, in the checkout (not installed), and how it is served: the
+# conventional deployment of such a project on a 2-core machine.
+PEER_PACKAGE = "benchmarks.http_peer.casestudy"
+PEER_WORKERS, PEER_THREADS = 2, 4
+PEER_ENGINE = f"case-study design, gunicorn gthread {PEER_WORKERS}x{PEER_THREADS}"
 
 
 def request_headers(token: str | None) -> dict[str, str]:
@@ -65,11 +76,57 @@ class Served:
 def served(url: str):
     """``energyctl serve`` with its defaults on a free port, its log in a temporary file."""
     port = _free_port()
+    with _running([energyctl(), "serve", "--port", str(port)], {**os.environ, "DATABASE_URL": url}, port,
+                  "energyctl serve") as server:
+        yield server
+
+
+def checkout() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def peer_unavailable() -> str | None:
+    """Why the case-study peer cannot run here, or None when it can."""
+    if not (checkout() / "benchmarks" / "http_peer" / "casestudy" / "wsgi.py").is_file():
+        return "the case-study peer runs from a checkout only (benchmarks/http_peer is not installed)"
+    if importlib.util.find_spec("gunicorn") is None:
+        return "the case-study peer needs gunicorn: pip install -e '.[bench]'"
+    return None
+
+
+@contextmanager
+def peer_served(url: str):
+    """The case-study peer under gunicorn on a free port, on the database at ``url``."""
+    port = _free_port()
+    command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", str(PEER_WORKERS),
+               "--threads", str(PEER_THREADS), "--bind", f"127.0.0.1:{port}", f"{PEER_PACKAGE}.wsgi:application"]
+    with _running(command, _peer_env(url), port, "gunicorn (case-study peer)", cwd=checkout()) as server:
+        yield server
+
+
+def peer_tables(url: str, action: str, *, accounts: int = 0, energy: int) -> dict:
+    """Reset the peer's tables to ``accounts`` accounts of ``energy``, or check them (``action``)."""
+    done = subprocess.run([sys.executable, "-m", f"{PEER_PACKAGE}.tables", action, "--accounts", str(accounts),
+                           "--energy", str(energy)], env=_peer_env(url), cwd=checkout(), capture_output=True,
+                          text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"the case-study peer's tables ({action}) failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+def _peer_env(url: str) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(checkout()), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PEER_DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": f"{PEER_PACKAGE}.settings",
+            "PYTHONPATH": path}
+
+
+@contextmanager
+def _running(command: list[str], env: dict[str, str], port: int, name: str, cwd: Path | None = None):
+    """A server process listening on ``port``, its log in a temporary file; SIGTERM at the end."""
     with tempfile.TemporaryFile(mode="w+") as log:
-        server = subprocess.Popen([energyctl(), "serve", "--port", str(port)], env={**os.environ, "DATABASE_URL": url},
-                                  stdout=subprocess.DEVNULL, stderr=log)
+        server = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            _wait_until_listening(server, port, log)
+            _wait_until_listening(server, port, log, name)
             yield Served(port, server.pid)
         finally:
             server.send_signal(signal.SIGTERM)
@@ -212,14 +269,14 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_until_listening(server: subprocess.Popen, port: int, log) -> None:
+def _wait_until_listening(server: subprocess.Popen, port: int, log, name: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not _listening(port):
         if server.poll() is not None:
             log.seek(0)
-            raise RuntimeError(f"energyctl serve exited {server.returncode}: {log.read().strip()[-500:]}")
+            raise RuntimeError(f"{name} exited {server.returncode}: {log.read().strip()[-500:]}")
         if time.monotonic() > deadline:
-            raise RuntimeError("energyctl serve did not start listening")
+            raise RuntimeError(f"{name} did not start listening")
         time.sleep(0.1)
 
 
