@@ -11,14 +11,32 @@ import os
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.deploy_sessions import Session
-from tests.test_replay import MIXED
+from tests import support
+from tests.support import energyctl
 
 pytestmark = pytest.mark.slow
+
+# Every kind of line a replay file can hold, each outcome at least once.
+MIXED = "\n".join([
+    json.dumps({"account_id": 1, "amount": 10, "idempotency_key": "a"}),
+    json.dumps({"account_id": 1, "amount": 10, "idempotency_key": "a"}),  # the same request again: replayed
+    "",
+    "{not json",
+    json.dumps({"account_id": 2, "amount": 500, "idempotency_key": "too-much"}),
+    json.dumps({"account_id": 9, "amount": 1, "idempotency_key": "nobody"}),
+    json.dumps({"account_id": 1, "amount": 11, "idempotency_key": "a"}),  # key reused for another amount
+    json.dumps({"account_id": 1, "amount": 1.5, "idempotency_key": "float"}),
+    json.dumps({"account_id": 3, "amount": 20, "idempotency_key": "b"}),
+    "   ",
+])
+
+
+def start_session(url: str, **env: str) -> support.Session:
+    """A spawned process configured by ``url`` alone, running the deployment commands."""
+    return support.Session(url, "tests.deploy_sessions", **env)
 
 
 @pytest.fixture
@@ -28,7 +46,7 @@ def database(tmp_path) -> str:
 
 @pytest.fixture
 def client(database):
-    session = Session(database, ENERGYCTL_LOCK_TIMEOUT_MS="300")
+    session = start_session(database, ENERGYCTL_LOCK_TIMEOUT_MS="300")
     yield session
     session.close()
 
@@ -72,14 +90,13 @@ def test_replay_counts_every_outcome_like_postgresql(database, tmp_path):
     path.write_text(MIXED)
     done = energyctl("replay", str(path), "--json", url=database)
     assert done.returncode == 6, done
-    summary = json.loads(done.stdout)
+    summary = done.json
     assert summary.pop("seconds") >= 0
     assert summary == {"total": 8, "applied": 2, "replayed": 1, "insufficient_energy": 1, "account_not_found": 1,
                        "idempotency_key_mismatch": 1, "invalid_request": 2, "unavailable": 0}
-    again = json.loads(energyctl("replay", str(path), "--json", url=database).stdout)
+    again = energyctl("replay", str(path), "--json", url=database).json
     assert (again["applied"], again["replayed"]) == (0, 3)
-    balances = [json.loads(energyctl("balance", "--account", str(n), "--json", url=database).stdout)["energy"]
-                for n in (1, 2, 3)]
+    balances = [energyctl("balance", "--account", str(n), "--json", url=database).json["energy"] for n in (1, 2, 3)]
     assert balances == [90, 100, 80]
 
 
@@ -117,7 +134,7 @@ def test_authentication_reads_and_stamps_clients_like_postgresql(database):
 
 def test_four_processes_writing_one_file_all_apply(database):
     processes, requests = 4, 150
-    clients = [Session(database) for _ in range(processes)]
+    clients = [start_session(database) for _ in range(processes)]
     try:
         clients[0].ask("prepare", {1: 10_000})
         for one in clients:
@@ -148,9 +165,3 @@ class write_lock_held:
     def __exit__(self, *exc):
         self._db.execute("ROLLBACK")
         self._db.close()
-
-
-def energyctl(*args: str, url: str) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).parent / "energyctl"
-    return subprocess.run([str(script), *args], env={**os.environ, "DATABASE_URL": url}, capture_output=True,
-                          text=True, timeout=120)
