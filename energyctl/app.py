@@ -1,7 +1,8 @@
-"""The ``energyctl`` Typer app, built from command modules, with one place that maps failures.
+"""The ``energyctl`` command line: the Typer app built from command modules, and ``main``, where every run ends.
 
-Each module named in COMMANDS exposes ``register(app)``. Importing this module imports no
-Django and touches no database, so ``--help`` and input errors never wait for a server.
+Each module named in COMMANDS declares its commands with Typer and exposes ``register(app)``.
+Importing this module imports no Django and touches no database, so ``--help`` and usage
+errors never wait for a server.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ import os
 import sys
 
 import typer
-from typer.core import TyperGroup
 
-from energy.domain.exceptions import error_document
-from energyctl import failures
 from energyctl.output import EXIT_CODES, Output, escape
 
 # Command name -> module whose register(app) adds it. Only the module of the command being
@@ -40,61 +38,57 @@ OPTIONAL_COMMANDS = {
 }
 
 
-class EnergyctlGroup(TyperGroup):
-    """Turns every way a run can end into an exit code and at most one line on stderr.
+def main(args: list[str] | None = None) -> int:
+    """Run one command line and return its exit code: every way a run can end is mapped here, once.
 
-    Typer has no documented hook for how usage errors are shown (it prints a rich panel, and
-    never a JSON document for ``--json``), so ``main`` runs the group with Click's documented
-    ``standalone_mode=False`` and maps what comes out. It stays on the group, not in ``run``,
-    so that every way of calling the app, ``typer.testing.CliRunner`` included, gets it.
+    Click's documented ``standalone_mode=False`` makes the command hand back what happened
+    (an exit code, or the usage error) instead of printing Typer's own error panel and exiting,
+    so a usage error is one line on stderr, and one JSON document on stdout with ``--json``.
     """
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        args = list(sys.argv[1:] if args is None else args)
-        code = self._exit_code(args, prog_name or "energyctl", complete_var, **extra)
-        if standalone_mode:
-            sys.exit(code)
-        return code
-
-    def _exit_code(self, args, prog_name, complete_var, **extra) -> int:
-        try:
-            returned = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-            return returned if isinstance(returned, int) else 0
-        except typer.TyperException as exc:
-            # Typer's public base of its usage and parameter errors; usage errors are the
-            # ones that exit 2 (tests/test_dependencies.py fails if that ever changes).
-            if exc.exit_code == EXIT_CODES["invalid_request"]:
-                return _usage_error(exc, args)
-            Output().note(f"[bold red]error[/]: {_one_line(exc.format_message())}")
-            return exc.exit_code
-        except typer.Abort:
-            return failures.interrupted()
-        except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
-            if failures.wants_traceback():
-                raise
-            return failures.unexpected(exc, args)
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:
-            raise typer.Exit(failures.interrupted()) from None
+    args = sys.argv[1:] if args is None else list(args)
+    try:
+        command = typer.main.get_command(build_app(_requested_command(args)))
+        returned = command.main(args, prog_name="energyctl", standalone_mode=False)
+    except typer.TyperException as exc:
+        # Typer's public base of its usage and parameter errors; usage errors are the ones
+        # that exit 2 (tests/test_dependencies.py fails if that ever changes).
+        if exc.exit_code == EXIT_CODES["invalid_request"]:
+            return _usage_error(exc, args)
+        Output().note(f"[bold red]error[/]: {escape(' '.join(exc.format_message().split()))}")
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        return EXIT_CODES["interrupted"]
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        if os.environ.get("ENERGYCTL_TRACEBACK") == "1":
+            raise
+        return _unexpected(exc, args)
+    return returned if isinstance(returned, int) else EXIT_CODES["ok"]
 
 
 def _usage_error(exc, args: list[str]) -> int:
-    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and exc.format_message() == ctx.get_help():
+        # A group named without a command (a bare `energyctl`): its help, on stderr as Click shows it.
+        sys.stderr.write(ctx.get_help() + "\n")
+        return EXIT_CODES["invalid_request"]
+    message = " ".join(exc.format_message().split()) or "usage error"
     out = Output(as_json="--json" in args)
     if out.as_json:
-        out.document(error_document("invalid_request", message or "usage error"))
-    if message:  # empty when help was shown instead, as for a bare `energyctl`
-        ctx = getattr(exc, "ctx", None)
-        command = ctx.command_path if ctx is not None else "energyctl"
-        out.note(f"[bold red]error[/]: {escape(message)} (see '{command} --help')")
+        from energy.domain.exceptions import error_document
+
+        out.document(error_document("invalid_request", message))
+    command = ctx.command_path if ctx is not None else "energyctl"
+    out.note(f"[bold red]error[/]: {escape(message)} (see '{command} --help')")
     return EXIT_CODES["invalid_request"]
 
 
-def _one_line(text: str) -> str:
-    return escape(" ".join(text.split()))
+def _unexpected(exc: Exception, args: list[str]) -> int:
+    """One redacted line (and the JSON error document for --json); ENERGYCTL_TRACEBACK=1 shows where instead."""
+    from energy.db.redact import redact_text
+
+    message = f"unexpected {type(exc).__name__}: {' '.join(redact_text(str(exc)).split())}"
+    out = Output(as_json="--json" in args)
+    return out.problem("internal_error", f"{message} (set ENERGYCTL_TRACEBACK=1 to see where)")
 
 
 def build_app(command: str | None = None, *, completion: bool = True) -> typer.Typer:
@@ -104,14 +98,15 @@ def build_app(command: str | None = None, *, completion: bool = True) -> typer.T
     measures what they cost a one-shot command's start-up.
     """
     app = typer.Typer(
-        cls=EnergyctlGroup,
         name="energyctl",
         epilog="Example: energyctl seed --accounts 3 --energy 100 "
                "&& energyctl consume --account 1 --amount 30 --key k1",
         no_args_is_help=True,
         add_completion=completion,
         pretty_exceptions_enable=False,
-        rich_markup_mode="rich",
+        # Plain help pages: each option with its real type, none after a flag, and no
+        # import of rich just to print them.
+        rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_configure)
@@ -149,6 +144,7 @@ def _configure(
         None,
         "--database-url",
         envvar="DATABASE_URL",
+        metavar="URL",
         show_default=False,
         help="postgresql://… or sqlite:///path. Unset: an embedded PostgreSQL in a per-user data directory.",
     ),
@@ -166,10 +162,6 @@ def __getattr__(name: str):
     if name == "app":
         return build_app()
     raise AttributeError(name)
-
-
-def run() -> None:
-    build_app(_requested_command(sys.argv[1:]))(prog_name="energyctl")
 
 
 def _requested_command(args: list[str]) -> str | None:

@@ -13,8 +13,10 @@ from typing import IO, Any, Callable
 
 from energy.domain.exceptions import EnergyError, InvalidRequest, error_document
 
-# The one table from outcome to exit code (see the contract). 75 is EX_TEMPFAIL: retry later.
+# The one table from how a run ends to its exit code. Exit codes, error documents and the
+# "Exit status" line of every --help are all read from here (see the contract).
 EXIT_CODES = {
+    # Outcomes of one request.
     "applied": 0,
     "replayed": 0,
     "invalid_request": 2,
@@ -23,15 +25,33 @@ EXIT_CODES = {
     "client_not_found": 4,
     "key_not_found": 4,
     "idempotency_key_mismatch": 5,
-    "unavailable": 75,
+    "invalid_state": 7,
+    "unavailable": 75,  # EX_TEMPFAIL: retry later, with the same key
+    # Ends of a whole command.
+    "ok": 0,
+    "internal_error": 1,  # unexpected: one redacted line, never a traceback
+    "violations": 1,  # audit: the ledger breaks an invariant
+    "not_as_expected": 1,  # race demo: a scenario did not do what it must
+    "unsupported": 1,  # race demo: the database cannot run it
+    "demo_failed": 1,
+    "incomplete": 6,  # replay: some line ended other than applied or replayed
+    "configuration": 78,  # EX_CONFIG: the environment refuses a setting, e.g. production without a secret key
+    "interrupted": 130,  # 128 + SIGINT, what shells report for Ctrl-C
 }
-# Not outcomes of one request, but of a whole command.
-EXIT_FAILED = 1
-EXIT_REPLAY_INCOMPLETE = 6
-EXIT_CONFIG = 78  # EX_CONFIG: the environment refuses a setting, e.g. production without a secret key
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
-
 JSON_HELP = "Print one JSON document on stdout (success or error) instead of tables."
+
+
+def exit_help(*ends: str) -> str:
+    """The "Exit status" line of a command's help, for the ways it can end, with codes from EXIT_CODES.
+
+    ``exit_help("applied", "replayed", "unavailable")`` is "Exit status: 0 applied, replayed;
+    75 unavailable."; names sharing a code share an entry.
+    """
+    by_code: dict[int, list[str]] = {}
+    for end in ends:
+        by_code.setdefault(EXIT_CODES[end], []).append(end)
+    return "Exit status: " + "; ".join(f"{code} {', '.join(names)}" for code, names in sorted(by_code.items())) + "."
+
 
 OUTCOME_STYLE = {
     "applied": "green",
@@ -84,9 +104,11 @@ class Output:
     def fail(self, exc: EnergyError) -> int:
         """Report a failed outcome once and return its exit code."""
         fields = exc.fields if isinstance(exc, InvalidRequest) else None
-        return self.problem(exc.outcome, exc.detail, fields, EXIT_CODES[exc.outcome])
+        return self.problem(exc.outcome, exc.detail, fields)
 
-    def problem(self, error: str, detail: str, fields: dict | None, code: int) -> int:
+    def problem(self, error: str, detail: str, fields: dict | None = None, code: int | None = None) -> int:
+        """Report ``error`` once (a JSON error document, or one line on stderr); its exit code from EXIT_CODES."""
+        code = EXIT_CODES[error] if code is None else code
         if self.as_json:
             self.document(error_document(error, detail, fields))
         else:

@@ -20,7 +20,7 @@ _paused = False
 
 
 def pause_collection() -> None:
-    """Stop cyclic collection until ``prepare`` (or ``resume_collection``) runs."""
+    """Stop cyclic collection until ``prepare`` (or ``resume_collection``) runs; a collector already off stays off."""
     global _paused
     if gc.isenabled():
         gc.disable()

@@ -127,6 +127,25 @@ def energyctl(*args: str, url: str | None = None, env: dict[str, str] | None = N
     return Run(tuple(args), done.returncode, done.stdout, done.stderr, parsed)
 
 
+def energyctl_here(capsys, *args: str) -> Run:
+    """``energyctl ARGS`` through the console script's own ``main``, in this process (no process started).
+
+    It acts on the suite's test database; ``capsys`` (pytest's fixture) catches what it prints.
+    """
+    from energyctl.__main__ import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    parsed = None
+    if "--json" in args:
+        try:
+            parsed = json.loads(out)
+        except ValueError:
+            parsed = None
+    return Run(tuple(args), code, out, err, parsed)
+
+
 # --- Worker processes ------------------------------------------------------------------------------
 
 def spawn_context():

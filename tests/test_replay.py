@@ -196,7 +196,7 @@ def test_ctrl_c_on_a_real_process_stops_cleanly_and_the_rerun_applies_each_key_o
 
 def test_the_command_line_and_the_use_case_share_one_retry_budget_default():
     from energy.application.replay import RETRY_FOR_S
-    from energyctl.commands.replay_run import DEFAULT_RETRY_FOR_S
+    from energyctl.commands.replay import DEFAULT_RETRY_FOR_S
 
     assert DEFAULT_RETRY_FOR_S == RETRY_FOR_S
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from energyctl.output import EXIT_CODES, EXIT_FAILED, Output
+from energyctl.output import EXIT_CODES, Output, exit_help
+
+BENCH_HELP = f"""Measure consume against pgbench running the same SQL, in a database of its own; check invariants.
+
+{exit_help("ok", "violations", "invalid_request", "unavailable")}
+"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: energyctl bench --seconds 10 --processes 8")(bench)
+    app.command(help=BENCH_HELP, epilog="Example: energyctl bench --seconds 10 --processes 8")(bench)
 
 
 def bench(
@@ -20,7 +25,6 @@ def bench(
     replay_lines: int = typer.Option(20_000, "--replay-lines", min=1, help="Lines of each end-to-end replay file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of the table."),
 ) -> None:
-    """Measure consume against pgbench running the same SQL, in a database of its own; check invariants."""
     from energyctl.prepare import prepare
 
     prepare()
@@ -32,9 +36,9 @@ def bench(
         report = run(seconds=seconds, processes=processes, only=names, rounds=rounds, replay_lines=replay_lines,
                      progress=None if as_json else lambda text: out.err.print(f"[dim]{text}[/dim]"))
     except ValueError as exc:
-        raise typer.Exit(out.problem("invalid_request", str(exc), None, EXIT_CODES["invalid_request"])) from None
+        raise typer.Exit(out.problem("invalid_request", str(exc))) from None
     if as_json:
         out.document(report)
     else:
         render(report, out.out)
-    raise typer.Exit(0 if report["ok"] else EXIT_FAILED)
+    raise typer.Exit(EXIT_CODES["ok" if report["ok"] else "violations"])

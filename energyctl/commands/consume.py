@@ -6,37 +6,49 @@ import typer
 
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import ConsumeRequest, parse_account_id
-from energyctl.output import EXIT_CODES, JSON_HELP, OUTCOME_STYLE, Output, show_record
+from energyctl.output import EXIT_CODES, JSON_HELP, OUTCOME_STYLE, Output, exit_help, show_record
 from energyctl.prepare import prepare
+
+# Integers are read as text, so that a bad one gets the contract's invalid_request message
+# (naming the field) rather than a usage error; INTEGER says what to give.
+ACCOUNT_OPTION = dict(metavar="INTEGER", help="Account id (positive integer).")
+CLIENT_HELP = "Act in this client's idempotency-key space (default: operator, the command line's own)."
+
+CONSUME_HELP = f"""Spend energy from an account exactly once per idempotency key.
+
+A retry with the same key answers the original result (replayed) and changes nothing; \
+unavailable is safe to retry with the same key.
+
+{exit_help("applied", "replayed", "invalid_request", "insufficient_energy", "account_not_found",
+           "client_not_found", "idempotency_key_mismatch", "unavailable")}
+"""
+BALANCE_HELP = f"""Show the energy left on an account.
+
+{exit_help("ok", "invalid_request", "account_not_found", "unavailable")}
+"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: energyctl consume --account 1 --amount 30 --key order-17")(consume)
-    app.command(epilog="Example: energyctl balance --account 1 --json")(balance)
+    app.command(help=CONSUME_HELP, epilog="Example: energyctl consume --account 1 --amount 30 --key order-17")(
+        consume)
+    app.command(help=BALANCE_HELP, epilog="Example: energyctl balance --account 1 --json")(balance)
 
 
 def consume(
-    account: str = typer.Option(..., "--account", help="Account id (positive integer)."),
-    amount: str = typer.Option(..., "--amount", help="Energy to spend (positive integer)."),
-    key: str = typer.Option(..., "--key", help="Idempotency key: 1-255 characters; reuse it to retry safely."),
-    client: str = typer.Option(None, "--client", metavar="NAME", show_default=False,
-                               help="Act in this client's idempotency-key space "
-                                    "[default: operator, the command line's own]."),
+    account: str = typer.Option(..., "--account", **ACCOUNT_OPTION),
+    amount: str = typer.Option(..., "--amount", metavar="INTEGER", help="Energy to spend (positive integer)."),
+    key: str = typer.Option(..., "--key", metavar="TEXT",
+                            help="Idempotency key: 1-255 characters; reuse it to retry safely."),
+    client: str = typer.Option(None, "--client", metavar="NAME", show_default=False, help=CLIENT_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Spend energy from an account exactly once per idempotency key.
-
-    Exit 0 applied or replayed, 2 invalid input, 3 insufficient energy, 4 no such account, \
-5 key already used for another request (or no such --client), 75 database unavailable (retry with the same key).
-    """
     raise typer.Exit(run_consume(Output(as_json=as_json), account, amount, key, client=client))
 
 
 def balance(
-    account: str = typer.Option(..., "--account", help="Account id (positive integer)."),
+    account: str = typer.Option(..., "--account", **ACCOUNT_OPTION),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Show the energy left on an account. Exit 4 if there is no such account."""
     raise typer.Exit(run_balance(Output(as_json=as_json), account))
 
 
@@ -70,7 +82,7 @@ def run_balance(out: Output, account: str) -> int:
         out.document({"account_id": account_id, "energy": energy})
     else:
         out.out.print(f"Account [bold]{account_id}[/] has [bold]{energy}[/] energy.")
-    return 0
+    return EXIT_CODES["ok"]
 
 
 def _show_result(out: Output, result) -> None:

@@ -12,6 +12,7 @@ from energyctl.output import Output
 db_app = typer.Typer(
     help="The database energyctl uses: the embedded PostgreSQL unless DATABASE_URL is set.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 

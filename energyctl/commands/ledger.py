@@ -6,28 +6,37 @@ import typer
 
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import check_page_limit, parse_account_id, parse_idempotency_key, parse_positive_int
-from energyctl.output import EXIT_FAILED, JSON_HELP, Output, escape, show_record
+from energyctl.output import EXIT_CODES, JSON_HELP, Output, escape, exit_help, show_record
 from energyctl.prepare import prepare
 
 DEFAULT_LIMIT = 20  # the contract's default; the use case validates the range
 
+SHOW_HELP = f"""Show the consumption recorded under a key, as first answered; sends no request, changes nothing.
+
+{exit_help("ok", "invalid_request", "key_not_found", "client_not_found", "unavailable")}
+"""
+HISTORY_HELP = f"""Show an account's balance and its consumptions, newest first, with the client of each.
+
+{exit_help("ok", "invalid_request", "account_not_found", "unavailable")}
+"""
+AUDIT_HELP = f"""Check the whole ledger in one pass: balances, each account's chain of records, keys applied twice.
+
+Violations are listed by account. {exit_help("ok", "violations", "unavailable")}
+"""
+
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: energyctl show --key order-17 --json")(show)
-    app.command(epilog="Example: energyctl history --account 42 --limit 5")(history)
-    app.command(epilog="Example: energyctl audit --json")(audit)
+    app.command(help=SHOW_HELP, epilog="Example: energyctl show --key order-17 --json")(show)
+    app.command(help=HISTORY_HELP, epilog="Example: energyctl history --account 42 --limit 5")(history)
+    app.command(help=AUDIT_HELP, epilog="Example: energyctl audit --json")(audit)
 
 
 def show(
-    key: str = typer.Option(..., "--key", help="The idempotency key to look up."),
+    key: str = typer.Option(..., "--key", metavar="TEXT", help="The idempotency key to look up."),
     client: str = typer.Option(None, "--client", metavar="NAME", show_default=False,
                                help="Look in this client's key space (default: operator, the command line's own)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Show the consumption recorded under a key, as first answered; sends no request, changes nothing.
-
-    Exit 0 found, 2 invalid key, 4 no such key (or no such --client), 75 database unavailable.
-    """
     raise typer.Exit(run_show(Output(as_json=as_json), key, client=client))
 
 
@@ -43,18 +52,15 @@ def run_show(out: Output, key: str, *, client: str | None = None) -> int:
         return out.fail(exc)
     out.answer(result, lambda r: show_record(
         out, r, title=f"[bold green]applied[/] under key {escape(r.idempotency_key)}"))
-    return 0
+    return EXIT_CODES["ok"]
 
 
 def history(
-    account: str = typer.Option(..., "--account", help="Account id (positive integer)."),
-    limit: str = typer.Option(str(DEFAULT_LIMIT), "--limit", help="How many consumptions, newest first (1-1000)."),
+    account: str = typer.Option(..., "--account", metavar="INTEGER", help="Account id (positive integer)."),
+    limit: str = typer.Option(str(DEFAULT_LIMIT), "--limit", metavar="INTEGER",
+                              help="How many consumptions, newest first (1-1000)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Show an account's balance and its consumptions, newest first, with the client of each.
-
-    Exit 0 shown, 2 invalid input, 4 no such account, 75 database unavailable.
-    """
     raise typer.Exit(run_history(Output(as_json=as_json), account, limit))
 
 
@@ -69,14 +75,10 @@ def run_history(out: Output, account: str, limit: str) -> int:
     except EnergyError as exc:
         return out.fail(exc)
     out.answer(found, lambda f: _history_table(out, f))
-    return 0
+    return EXIT_CODES["ok"]
 
 
 def audit(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """Check the whole ledger in one pass: balances, each account's chain of records, keys applied twice.
-
-    Exit 0 consistent, 1 violations (listed by account), 75 database unavailable.
-    """
     raise typer.Exit(run_audit(Output(as_json=as_json)))
 
 
@@ -89,7 +91,7 @@ def run_audit(out: Output) -> int:
     except EnergyError as exc:
         return out.fail(exc)
     out.answer(report, lambda r: _audit_summary(out, r))
-    return 0 if report.clean else EXIT_FAILED
+    return EXIT_CODES["ok" if report.clean else "violations"]
 
 
 def _history_table(out: Output, found) -> None:

@@ -9,7 +9,7 @@ import typer
 from energy.db.redact import redact_url
 from energy.domain.exceptions import EnergyError, Unavailable
 from energyctl.http_server import DEFAULT_PROCESSES, DEFAULT_THREADS
-from energyctl.output import EXIT_CODES, EXIT_CONFIG, Output
+from energyctl.output import EXIT_CODES, Output
 
 
 def register(app: typer.Typer) -> None:
@@ -59,7 +59,7 @@ def serve(
         os.environ["ENERGYCTL_DEBUG"] = "1"
     refusal = production_refusal() if production else None
     if refusal:
-        raise typer.Exit(out.problem("configuration", refusal, None, EXIT_CONFIG))
+        raise typer.Exit(out.problem("configuration", refusal))
     # Servers log each request; the short-lived commands keep quiet.
     os.environ.setdefault("ENERGYCTL_LOG_LEVEL", "INFO")
     from energyctl.prepare import prepare
@@ -73,8 +73,7 @@ def serve(
     try:
         sock = http_server.listen(host, port)
     except OSError as exc:
-        raise typer.Exit(out.problem("configuration", f"cannot listen on {host}:{port}: {exc.strerror}", None,
-                                     EXIT_CONFIG)) from None
+        raise typer.Exit(out.problem("configuration", f"cannot listen on {host}:{port}: {exc.strerror}")) from None
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     out.note(f"Serving the energyctl HTTP API on http://{shown} with {workers} process(es) x {threads} threads, "
              f"database {describe_database()}.")

@@ -6,11 +6,18 @@ import json
 
 import typer
 
+from energyctl.output import EXIT_CODES, exit_help
 from energyctl.torture.config import TortureConfig
+
+TORTURE_HELP = f"""Consume under faults (killed clients and backends, a crashed server, lock timeouts), then audit.
+
+{exit_help("ok", "violations", "invalid_request")} 0 means every guarantee held.
+"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command("torture", epilog="Example: energyctl torture --seconds 60 --clients 6 --accounts 500 --json")(torture)
+    app.command("torture", help=TORTURE_HELP,
+                epilog="Example: energyctl torture --seconds 60 --clients 6 --accounts 500 --json")(torture)
 
 
 def torture(
@@ -25,10 +32,6 @@ def torture(
              "instead of a temporary embedded cluster."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Consume under faults (killed clients and backends, a crashed server, lock timeouts), then audit.
-
-    Exits 0 when every guarantee held, 1 when any was violated.
-    """
     import os
 
     from energyctl.prepare import resume_collection
@@ -44,7 +47,7 @@ def torture(
         typer.echo(json.dumps(report.to_dict()))
     else:
         _show(report)
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(EXIT_CODES["ok" if report.ok else "violations"])
 
 
 def _show(report) -> None:
