@@ -13,7 +13,7 @@ ENERGYCTL_CONN_MAX_AGE  seconds a server keeps a database connection across requ
 import os
 import secrets
 
-from energy.db.config import database_settings
+from energy.db.config import CONN_MAX_AGE_S, database_settings
 
 # Nothing this project signs outlives the process, so a random key is safe for local use;
 # production mode (`energyctl serve --production`) refuses to start without a real one.
@@ -38,7 +38,7 @@ DATABASES = {"default": database_settings(os.environ.get("DATABASE_URL"))}
 # request, the token lookup, is retried once on a new connection when the kept one turns
 # out dead (energy.db.guard.once_more_if_lost), so a database restart costs no
 # failed request. Django's pool was measured too and spent more CPU per request (README).
-DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("ENERGYCTL_CONN_MAX_AGE", "600"))
+DATABASES["default"]["CONN_MAX_AGE"] = CONN_MAX_AGE_S
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True

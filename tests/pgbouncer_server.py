@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy_sessions import free_port
+from tests.support import free_port
 
 PGBOUNCER_INI = Path(__file__).resolve().parent.parent / "docs" / "pgbouncer.ini"
 

@@ -7,6 +7,8 @@ from django.core.exceptions import ImproperlyConfigured
 from psycopg import IsolationLevel
 
 from energy.db import config as dbconfig
+from energy.domain.exceptions import InvalidRequest
+from tests.support import energyctl
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def test_a_direct_connection_carries_every_setting_as_startup_options(configure)
     options = configure().database_settings("postgresql://u@db.example/energy")["OPTIONS"]
     assert options["options"] == (
         "-c lock_timeout=5000ms -c statement_timeout=30000ms -c idle_in_transaction_session_timeout=10000ms"
-        r" -c default_transaction_isolation=read\ committed"
+        r" -c default_transaction_isolation=read\ committed -c synchronous_commit=on"
     )
     assert (options["isolation_level"], options["prepare_threshold"]) == (IsolationLevel.READ_COMMITTED, 5)
     assert {k: options[k] for k in ("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
@@ -57,10 +59,59 @@ def test_sqlite_writers_take_the_write_lock_at_begin_and_wait_for_it(configure):
     assert options == {"transaction_mode": "IMMEDIATE", "timeout": 1.5}
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"ENERGYCTL_LOCK_TIMEOUT_MS": "5s"}, "ENERGYCTL_LOCK_TIMEOUT_MS must be a whole number, not '5s'"),
-    ({"ENERGYCTL_DB_POOLER": "session"}, "ENERGYCTL_DB_POOLER must be 'transaction' or empty, not 'session'"),
-])
-def test_a_wrong_setting_is_named(configure, env, message):
-    with pytest.raises(ImproperlyConfigured, match=message):
-        configure(**env)
+# Every bound energyctl reads, each with a value that must be refused: not a number, 0 (which
+# PostgreSQL or libpq would read as "no limit"), negative, or beyond what the server takes.
+BAD_SETTINGS = [
+    ("ENERGYCTL_LOCK_TIMEOUT_MS", "abc"), ("ENERGYCTL_LOCK_TIMEOUT_MS", "0"), ("ENERGYCTL_LOCK_TIMEOUT_MS", "-5"),
+    ("ENERGYCTL_LOCK_TIMEOUT_MS", "5s"), ("ENERGYCTL_STATEMENT_TIMEOUT_MS", "0"),
+    ("ENERGYCTL_STATEMENT_TIMEOUT_MS", "3000000000"), ("ENERGYCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS", "-1"),
+    ("ENERGYCTL_CONNECT_TIMEOUT", "0"), ("ENERGYCTL_KEEPALIVES_IDLE", "x"), ("ENERGYCTL_KEEPALIVES_INTERVAL", "0"),
+    ("ENERGYCTL_KEEPALIVES_COUNT", "-3"), ("ENERGYCTL_TCP_USER_TIMEOUT_MS", "0"),
+    ("ENERGYCTL_CLIENT_TIMEOUT_MS", "1.5"), ("ENERGYCTL_PREPARE_THRESHOLD", "sometimes"),
+    ("ENERGYCTL_PREPARE_THRESHOLD", "-1"), ("ENERGYCTL_DB_POOLER", "session"), ("ENERGYCTL_CONN_MAX_AGE", "-1"),
+    ("ENERGYCTL_CONN_MAX_AGE", "ten"),
+]
+
+
+@pytest.mark.parametrize("name, value", BAD_SETTINGS)
+def test_a_bad_setting_is_an_invalid_request_naming_the_variable(configure, name, value):
+    with pytest.raises(InvalidRequest) as caught:
+        configure(**{name: value})
+    assert list(caught.value.fields) == [name]
+    assert value.strip().lower() in caught.value.detail
+    assert isinstance(caught.value, ImproperlyConfigured)  # what Django and manage.py expect of settings
+
+
+def test_zero_means_what_it_says_where_it_bounds_nothing(configure):
+    config = configure(ENERGYCTL_PREPARE_THRESHOLD="0", ENERGYCTL_CONN_MAX_AGE="0")
+    assert (config.PREPARE_THRESHOLD, config.CONN_MAX_AGE_S) == ("0", 0)
+    assert config.database_settings("postgresql://u@db/energy")["OPTIONS"]["prepare_threshold"] == 0
+
+
+# Every kind of command, and the server, read the settings before they do anything.
+COMMANDS = [
+    ("consume", "--account", "1", "--amount", "1", "--key", "k"), ("balance", "--account", "1"),
+    ("seed", "--accounts", "1", "--energy", "1"), ("replay", "-"), ("migrate",), ("serve", "--port", "1"),
+    ("db", "status"), ("clients", "list"), ("history", "--account", "1"), ("audit",), ("show", "--key", "k"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, value", BAD_SETTINGS)
+def test_energyctl_with_a_bad_setting_exits_2_naming_it_before_doing_anything(tmp_path, name, value):
+    done = energyctl("consume", "--account", "1", "--amount", "1", "--key", "k", "--json", url="",
+                     env={"ENERGYCTL_PGDATA": str(tmp_path / "pgdata"), name: value}, stdin="")
+    assert done.returncode == 2, done
+    assert done.json["error"] == "invalid_request" and name in done.json["fields"], done
+    assert not (tmp_path / "pgdata").exists()  # no embedded server was even set up
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: " ".join(command[:2]))
+def test_every_command_and_the_server_refuse_a_bad_setting_with_one_line(tmp_path, command):
+    done = energyctl(*command, url="", env={"ENERGYCTL_PGDATA": str(tmp_path / "pgdata"),
+                                            "ENERGYCTL_LOCK_TIMEOUT_MS": "0"}, stdin="")
+    assert done.returncode == 2, done
+    assert done.stderr.count("\n") == 1 and "ENERGYCTL_LOCK_TIMEOUT_MS" in done.stderr, done
+    assert "Traceback" not in done.stderr and done.stdout == "", done
+    assert not (tmp_path / "pgdata").exists()

@@ -17,11 +17,12 @@ from energy.application.consume import consume
 from energy.db import role_settings as session
 from energy.domain.exceptions import Unavailable
 from energy.models import Account, Consumption
-from tests.deploy_sessions import Session, server_address, wait_for_waiters, wait_until_stopped
+from tests.deploy_sessions import Session
+from tests.support import server_address, wait_until_blocked, wait_until_stopped
 from tests.tcp_proxy import TcpProxy
 from tests.workers import row_lock_held
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 # A hang guard for a busy two-core machine, not a performance claim.
 SLACK_S = 3.0
@@ -162,7 +163,7 @@ def test_a_stalled_batch_loses_its_locks_after_the_idle_in_transaction_timeout(s
     stalled.send("batch", [(1, 10, "s1"), (2, 10, "s2")], True)
     wait_until_stopped(stalled.pid)  # SIGSTOPped mid-chunk, holding both accounts' locks
     other.send("consume", 1, 5, "other")
-    wait_for_waiters(url_for("postgres"), 0, 1)  # queued behind the stalled client
+    wait_until_blocked(1, url=url)  # queued behind the stalled client
     answer = other.receive()
     assert answer["outcome"] == "applied" and answer["seconds"] < 1.5 + SLACK_S, answer
     assert _state(stalled.pid) == "T"  # the server released the locks, not the client
@@ -205,9 +206,34 @@ def test_a_serializable_server_default_gives_no_serialization_failures_on_a_hot_
         for n, one in enumerate(burst[:3]):
             one.send("consume", 1, 10, f"hot-{n}")
         burst[3].send("batch", [(1, 10, "hot-batch-1"), (1, 10, "hot-batch-2")])
-        wait_for_waiters(url_for("postgres"), holder.info.backend_pid, len(burst))
+        wait_until_blocked(len(burst), holder_pid=holder.info.backend_pid, url=url)
         holder.commit()
     outcomes = [burst[n].receive() for n in range(3)]
     assert [o["outcome"] for o in outcomes] == ["applied"] * 3, outcomes
     assert burst[3].receive()["outcomes"] == ["applied", "applied"]
     assert burst[0].ask("ledger")["balances"] == {1: 1000 - 1 - 50}
+
+
+@pytest.fixture
+def relaxed_database():
+    """A database of its own where this role's default is synchronous_commit = off."""
+    name = f"{connection.settings_dict['NAME']}_relaxed"
+    with psycopg.connect(url_for("postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'ALTER ROLE CURRENT_USER IN DATABASE "{name}" SET synchronous_commit = off')
+    yield name
+    with psycopg.connect(url_for("postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # its role settings go with it
+
+
+def test_a_role_default_of_synchronous_commit_off_never_reaches_an_energyctl_connection(relaxed_database, sessions):
+    """An answered `applied` must survive a crash: every energyctl commit waits for its WAL flush."""
+    url = url_for(relaxed_database)
+    with psycopg.connect(url) as plain:
+        assert plain.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    client = sessions(url)
+    client.ask("prepare", {1: 100})
+    assert client.ask("show", "synchronous_commit") == "on"
+    assert client.ask("differences") == []
+    assert client.ask("consume", 1, 10, "durable")["outcome"] == "applied"

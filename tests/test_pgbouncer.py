@@ -7,19 +7,15 @@ module's own, so it may be stopped and restarted.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from energyctl.torture.cluster import OwnCluster
-from tests.deploy_sessions import Session, wait_for_waiters
+from tests.deploy_sessions import Session
 from tests.pgbouncer_server import PgBouncer, pgbouncer_binary
+from tests.support import energyctl, wait_until_blocked
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +61,6 @@ def migrated(sessions, bouncer):
     """The schema and accounts 1 (100) and 2 (10), migrated through PgBouncer; a session on it."""
     session = sessions()
     session.ask("prepare", {1: 100, 2: 10})
-    bouncer.reconnect()
     return session
 
 
@@ -95,26 +90,84 @@ def test_a_client_not_told_about_the_pooler_is_refused_with_a_hint(migrated, ses
     assert "ENERGYCTL_DB_POOLER=transaction" in refused["detail"]
 
 
-def test_energyctl_migrate_through_pgbouncer_writes_the_settings_every_process_checks(bouncer, cluster):
+def fresh_database(cluster, name: str) -> None:
     with psycopg.connect(cluster.url, autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS fresh WITH (FORCE)")
-        admin.execute("CREATE DATABASE fresh")
-    url = bouncer.url("fresh")
-    before = energyctl("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
-    assert before.returncode == 75, before
-    assert "lock_timeout is 0ms, expected 3000ms" in before.stdout and "energyctl migrate" in before.stdout
-    migrated = energyctl("migrate", url=url)
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def run(*args: str, url: str, **env: str):
+    return energyctl(*args, url=url, env={**POOLED, **env})
+
+
+def test_the_documented_set_up_works_on_the_first_try(bouncer, cluster):
+    """docs/pgbouncer.ini, ENERGYCTL_DB_POOLER=transaction, `energyctl migrate` through PgBouncer, and go."""
+    fresh_database(cluster, "first_try")
+    with psycopg.connect(cluster.info.url("first_try"), autocommit=True) as admin:
+        # A server whose defaults would let an answered 201 vanish in a crash.
+        admin.execute("ALTER DATABASE first_try SET synchronous_commit = off")
+    url = bouncer.url("first_try")
+    migrated = run("migrate", url=url)
     assert migrated.returncode == 0, migrated
-    bouncer.reconnect()
-    assert energyctl("seed", "--accounts", "1", "--energy", "100", url=url).returncode == 0
-    done = energyctl("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
-    assert (done.returncode, json.loads(done.stdout)["status"]) == (0, "applied"), done
+    seeded = run("seed", "--accounts", "1", "--energy", "100", url=url)
+    assert seeded.returncode == 0, seeded
+    done = run("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
+    assert (done.returncode, done.json and done.json["status"]) == (0, "applied"), done
+    # A long-lived process started afterwards finds every setting in force, and it is bounded.
+    server = Session(url, **POOLED)
+    try:
+        assert server.ask("differences") == []
+        assert server.ask("show", "lock_timeout") == "3s"
+        assert server.ask("show", "synchronous_commit") == "on"
+    finally:
+        server.close()
 
 
-def energyctl(*args: str, url: str) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).parent / "energyctl"
-    return subprocess.run([str(script), *args], env={**os.environ, **POOLED, "DATABASE_URL": url},
-                          capture_output=True, text=True, timeout=120)
+def test_a_consume_before_migrate_names_migrate_and_migrate_alone_fixes_it(bouncer, cluster):
+    fresh_database(cluster, "migrate_later")
+    url = bouncer.url("migrate_later")
+    before = run("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
+    assert before.returncode == 75, before
+    assert "lock_timeout is 0ms, expected 3000ms" in before.stdout and "run `energyctl migrate`" in before.stdout
+    # The server connection that consume opened is still pooled, older than the role settings.
+    assert run("migrate", url=url).returncode == 0
+    assert run("seed", "--accounts", "1", "--energy", "100", url=url).returncode == 0
+    done = run("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
+    assert (done.returncode, done.json and done.json["status"]) == (0, "applied"), done
+
+
+def test_other_timeouts_than_migrate_wrote_are_refused_naming_migrate(bouncer, cluster):
+    fresh_database(cluster, "other_timeouts")
+    url = bouncer.url("other_timeouts")
+    assert run("migrate", url=url).returncode == 0
+    other = run("balance", "--account", "1", "--json", url=url, ENERGYCTL_LOCK_TIMEOUT_MS="4000")
+    assert other.returncode == 75, other
+    assert other.json["error"] == "unavailable", other
+    assert "lock_timeout" in other.json["detail"] and "4000ms" in other.json["detail"], other
+    assert "energyctl migrate` with the same ENERGYCTL_* settings" in other.json["detail"], other
+
+
+def test_a_pooled_server_connection_older_than_the_role_settings_is_corrected_on_the_spot(cluster):
+    """One server connection, opened before the role settings existed: energyctl is handed it,
+    sets exactly the role's values on it, and goes on; nothing else is ever found on it."""
+    fresh_database(cluster, "stale")
+    one_server = PgBouncer(str(cluster.info.socket_dir), cluster.info.port, "postgres", default_pool_size=1)
+    try:
+        url = one_server.url("stale")
+        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as early:
+            backend, lock_timeout = early.execute("SELECT pg_backend_pid(), current_setting('lock_timeout')").fetchone()
+        assert lock_timeout == "0"
+        # migrate run elsewhere (directly on the server): the role settings exist, the pooled
+        # server connection predates them.
+        assert energyctl("migrate", url=cluster.info.url("stale"), env=POOLED).returncode == 0
+        assert run("seed", "--accounts", "1", "--energy", "100", url=url).returncode == 0
+        done = run("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
+        assert (done.returncode, done.json and done.json["status"]) == (0, "applied"), done
+        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as later:
+            assert later.execute("SELECT pg_backend_pid(), current_setting('lock_timeout'),"
+                                 " current_setting('synchronous_commit')").fetchone() == (backend, "3s", "on")
+    finally:
+        one_server.close()
 
 
 def test_contract_outcomes_through_pgbouncer(migrated, cluster):
@@ -143,7 +196,7 @@ def test_same_key_storm_from_processes_applies_exactly_once(migrated, sessions, 
         for session in storm:
             session.send("consume", 1, 25, "storm")
         # Every copy is inside PostgreSQL, queued on the lock at once.
-        wait_for_waiters(cluster.url, holder, len(storm))
+        wait_until_blocked(len(storm), holder_pid=holder, url=cluster.url)
     outcomes = sorted(session.receive()["outcome"] for session in storm)
     assert outcomes == ["applied", "replayed", "replayed", "replayed"]
     assert migrated.ask("ledger")["balances"][1] == 75
@@ -161,7 +214,6 @@ def test_prepared_statements_forced_on_are_unavailable_never_an_error(cluster):
     opened = [first, second, setup]
     try:
         setup.ask("prepare", {1: 100})
-        one_server.reconnect()
         assert first.ask("consume", 1, 1, "p1")["outcome"] == "applied"
         mixed_up = second.ask("consume", 1, 1, "p2")
         assert mixed_up["outcome"] == "unavailable", mixed_up
@@ -185,7 +237,6 @@ def test_a_server_restart_behind_pgbouncer_is_unavailable_then_works():
     session = Session(bouncer.url("energyctl"), **POOLED)
     try:
         session.ask("prepare", {1: 100})
-        bouncer.reconnect()
         assert session.ask("consume", 1, 10, "before")["outcome"] == "applied"
         own.stop()
         down = session.ask("consume", 1, 10, "during")

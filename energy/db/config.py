@@ -12,53 +12,82 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from energy.domain.exceptions import InvalidRequest
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, str(default))
+# The largest value PostgreSQL takes for a timeout in milliseconds (a signed 32-bit int).
+_PG_MAX_MS = 2_147_483_647
+
+
+class InvalidSetting(InvalidRequest, ImproperlyConfigured):
+    """An ENERGYCTL_* environment variable holds a value energyctl cannot run with."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__({name: problem})
+        self.name = name
+
+
+def whole_number(name: str, default: int, *, minimum: int = 1, maximum: int = _PG_MAX_MS) -> int:
+    """The environment variable ``name`` as a whole number in [minimum, maximum], or ``default`` when unset.
+
+    A bound of 0 is refused, not passed on: PostgreSQL and libpq read 0 as "no limit" (or as
+    the system's default), which would silently unbound the very wait the setting bounds.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+        raise InvalidSetting(name, f"must be a whole number, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise InvalidSetting(name, f"must be between {minimum} and {maximum}, not {value}")
+    return value
 
 
 # Seconds to wait for a TCP/socket connection before calling the database unreachable.
-CONNECT_TIMEOUT_S = _int("ENERGYCTL_CONNECT_TIMEOUT", 5)
+CONNECT_TIMEOUT_S = whole_number("ENERGYCTL_CONNECT_TIMEOUT", 5, maximum=3600)
 # How long a consume queues behind another holder of the same account's row lock. Far
 # longer than any healthy transaction (a few ms); reaching it means something is stuck.
 # SQLite has no row locks: there it is the busy timeout for the database file's write lock.
-LOCK_TIMEOUT_MS = _int("ENERGYCTL_LOCK_TIMEOUT_MS", 5000)
+LOCK_TIMEOUT_MS = whole_number("ENERGYCTL_LOCK_TIMEOUT_MS", 5000)
 # Upper bound for any single statement, so a runaway query cannot hold locks forever.
-STATEMENT_TIMEOUT_MS = _int("ENERGYCTL_STATEMENT_TIMEOUT_MS", 30000)
+STATEMENT_TIMEOUT_MS = whole_number("ENERGYCTL_STATEMENT_TIMEOUT_MS", 30000)
 # A client that stops half-way through a transaction (a stalled batch holding up to one
 # chunk's account locks) is disconnected by the server after this long, releasing its locks.
-IDLE_IN_TRANSACTION_TIMEOUT_MS = _int("ENERGYCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000)
+IDLE_IN_TRANSACTION_TIMEOUT_MS = whole_number("ENERGYCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000)
 # TCP keepalives: an idle connection whose peer vanished (host down, cable cut, firewall
 # dropping packets) is found dead after idle + interval x count seconds.
-KEEPALIVES_IDLE_S = _int("ENERGYCTL_KEEPALIVES_IDLE", 10)
-KEEPALIVES_INTERVAL_S = _int("ENERGYCTL_KEEPALIVES_INTERVAL", 5)
-KEEPALIVES_COUNT = _int("ENERGYCTL_KEEPALIVES_COUNT", 3)
+KEEPALIVES_IDLE_S = whole_number("ENERGYCTL_KEEPALIVES_IDLE", 10, maximum=32767)
+KEEPALIVES_INTERVAL_S = whole_number("ENERGYCTL_KEEPALIVES_INTERVAL", 5, maximum=32767)
+KEEPALIVES_COUNT = whole_number("ENERGYCTL_KEEPALIVES_COUNT", 3, maximum=127)
 # Sent data left unacknowledged this long ends the connection (the same 25 s by default).
-TCP_USER_TIMEOUT_MS = _int(
+TCP_USER_TIMEOUT_MS = whole_number(
     "ENERGYCTL_TCP_USER_TIMEOUT_MS", (KEEPALIVES_IDLE_S + KEEPALIVES_INTERVAL_S * KEEPALIVES_COUNT) * 1000
 )
 # The client's own deadline for one guarded database call (a consume, one chunk of a batch):
 # past it the connection is shut down from this side. Nothing else bounds a peer that keeps
 # the TCP connection alive but never answers (a frozen backend, a hung proxy or pooler).
-CLIENT_TIMEOUT_MS = _int("ENERGYCTL_CLIENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS + 5000)
+CLIENT_TIMEOUT_MS = whole_number("ENERGYCTL_CLIENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS + 5000)
 # "transaction" when a transaction-pooling PgBouncer sits between us and PostgreSQL: it
 # refuses (or drops) the startup ``options`` that carry the timeouts and cannot keep
 # psycopg's prepared statements, so the timeouts come from role settings that
 # `energyctl migrate` writes, and are checked on every new connection.
 POOLER = os.environ.get("ENERGYCTL_DB_POOLER", "").strip().lower()
 if POOLER not in ("", "none", "transaction"):
-    raise ImproperlyConfigured(f"ENERGYCTL_DB_POOLER must be 'transaction' or empty, not {POOLER!r}")
+    raise InvalidSetting("ENERGYCTL_DB_POOLER", f"must be 'transaction' or empty, not {POOLER!r}")
 BEHIND_POOLER = POOLER == "transaction"
 # Executions of one statement after which psycopg prepares it on the server, so the consume
 # statement is parsed and planned once per connection instead of inside every row lock.
 # Needs server-side binding (Django's ``server_side_binding`` option, set below): client-side
-# binding, Django's default, never prepares.
+# binding, Django's default, never prepares. 0 prepares at once; "off" never.
 # Off behind a pooler unless set explicitly (PgBouncer >= 1.22 with max_prepared_statements > 0).
-PREPARE_THRESHOLD = os.environ.get("ENERGYCTL_PREPARE_THRESHOLD", "off" if BEHIND_POOLER else "5")
+PREPARE_THRESHOLD = os.environ.get("ENERGYCTL_PREPARE_THRESHOLD", "").strip().lower() or (
+    "off" if BEHIND_POOLER else "5")
+if PREPARE_THRESHOLD != "off":
+    PREPARE_THRESHOLD = str(whole_number("ENERGYCTL_PREPARE_THRESHOLD", 5, minimum=0, maximum=1_000_000))
+# Seconds a server keeps a database connection across requests; 0 closes it after each
+# request (Django's meaning), which is a choice, not an unbounded wait.
+CONN_MAX_AGE_S = whole_number("ENERGYCTL_CONN_MAX_AGE", 600, minimum=0, maximum=10**9)
 
 # The consume design relies on READ COMMITTED: a statement that waited for a row lock
 # re-reads the row's newest version instead of failing as REPEATABLE READ or SERIALIZABLE do.
@@ -72,6 +101,9 @@ def session_settings() -> dict[str, str]:
         "statement_timeout": f"{STATEMENT_TIMEOUT_MS}ms",
         "idle_in_transaction_session_timeout": f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}ms",
         "default_transaction_isolation": ISOLATION,
+        # An answered `applied` must survive a server crash: a role or database default of
+        # `off` would let the commit be acknowledged before its WAL reached the disk.
+        "synchronous_commit": "on",
     }
 
 

@@ -35,6 +35,12 @@ _LOST_PREPARED_STATEMENT = {"26000", "42P05"}
 # idle_in_transaction_session_timeout; the client hears of it on its next statement.
 _IDLE_IN_TRANSACTION_TIMEOUT = "25P03"
 NOT_MIGRATED = "the database has no energyctl schema yet: run `energyctl migrate`"
+# Behind a pooler the timeouts are the role's settings, which migrate writes from its own
+# ENERGYCTL_* environment: every process must share that configuration.
+MIGRATE_WITH_THESE_SETTINGS = (
+    "the role's settings in this database are not this process's; run `energyctl migrate` "
+    "with the same ENERGYCTL_* settings as this process, then retry"
+)
 POOLED_PREPARED = (
     "the connection pooler mixed up prepared statements; set ENERGYCTL_PREPARE_THRESHOLD=off, "
     "or use PgBouncer >= 1.22 with max_prepared_statements > 0"
@@ -95,7 +101,8 @@ def database_guard(*, migrating: bool = False):
             raise Unavailable(NOT_MIGRATED) from exc
         lost = kept and not timed_out and _broken(wrapper)
         _give_up_on_connection(drop=timed_out)
-        raise (LostConnection if lost else Unavailable)(_deadline_reason() if timed_out else _reason(exc)) from exc
+        reason = _deadline_reason() if timed_out else _reason(exc, migrating=migrating)
+        raise (LostConnection if lost else Unavailable)(reason) from exc
     except ProgrammingError as exc:
         watchdog.disarm(token)
         sqlstate = _sqlstate(exc)
@@ -130,16 +137,25 @@ def _broken(wrapper) -> bool:
 
 
 def _check_session() -> None:
-    """Behind a pooler, once per connection: the role settings `migrate` writes must be in force."""
+    """Behind a pooler, once per connection: the role settings `migrate` writes must be in force.
+
+    A pooled server connection older than those settings is corrected on the spot; only a
+    role whose settings differ from this process's configuration is refused.
+    """
     if not dbconfig.BEHIND_POOLER or connection.vendor != "postgresql":
         return
     connection.ensure_connection()
     if connection.connection in _checked:
         return
-    missing = session.differences(connection)
-    if missing:
-        raise Unavailable(f"{'; '.join(missing)}: run `energyctl migrate` with the same ENERGYCTL_* settings")
-    _checked.add(connection.connection)
+    wrong = session.differences(connection)
+    if wrong:
+        wrong = session.correct(connection)
+        if wrong:
+            log.info("session settings wrong on a pooled connection: %s", "; ".join(wrong))
+            raise Unavailable(f"{'; '.join(wrong)}: {MIGRATE_WITH_THESE_SETTINGS}")
+        log.info("a pooled server connection older than the role settings was brought in line")
+    if not connection.in_atomic_block:  # a caller's rollback would undo a correction made inside it
+        _checked.add(connection.connection)
 
 
 def _deadline_reason() -> str:
@@ -150,8 +166,12 @@ def _sqlstate(exc: Exception) -> str | None:
     return getattr(exc.__cause__, "sqlstate", None)
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, *, migrating: bool = False) -> str:
     sqlstate = _sqlstate(exc)
+    if sqlstate == "55P03" and migrating:
+        return (f"timed out after {dbconfig.LOCK_TIMEOUT_MS} ms (ENERGYCTL_LOCK_TIMEOUT_MS) waiting for a lock "
+                "another session holds: run `energyctl migrate` again (it carries on where it stopped) "
+                "once that session is done, or with a longer ENERGYCTL_LOCK_TIMEOUT_MS")
     if sqlstate == "55P03":
         return "timed out waiting for a row lock"
     if sqlstate == "57014":

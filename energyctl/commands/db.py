@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
 def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
     """Show which database is used, where its data lives, and whether the embedded server runs."""
     out = Output(as_json=as_json)
+    _read_settings(out)
     facts = _external_facts(os.environ["DATABASE_URL"]) if os.environ.get("DATABASE_URL") else _embedded_facts()
     if as_json:
         out.document(facts)
@@ -44,6 +45,7 @@ def stop() -> None:
     from energy.db.embedded import server as embedded_pg
 
     out = Output()
+    _read_settings(out)
     info = embedded_pg.running()
     if info is None:
         out.out.print(f"The embedded PostgreSQL in {embedded_pg.default_data_dir()} is not running.")
@@ -52,6 +54,16 @@ def stop() -> None:
     out.out.print(f"Stopped the embedded PostgreSQL (pid {info.pid}) in {info.data_dir}.")
     if os.environ.get("DATABASE_URL"):
         out.note("Note: DATABASE_URL is set, so energyctl uses that server, which it does not manage.")
+
+
+def _read_settings(out: Output) -> None:
+    """Every command refuses a bad ENERGYCTL_* setting before it does anything, these two as well."""
+    from energy.domain.exceptions import InvalidRequest
+
+    try:
+        from energy.db import config  # noqa: F401 - reading the module validates the settings
+    except InvalidRequest as exc:
+        raise typer.Exit(out.fail(exc)) from None
 
 
 def _embedded_facts() -> dict:
