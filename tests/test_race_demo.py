@@ -1,4 +1,7 @@
-"""The race demo breaks each unsafe variant on every run, never the real path, and leaves no trace."""
+"""The race demo breaks each unsafe variant on every run, never the real path, and leaves no trace.
+
+What each scenario must show is the contract's table, written out below, not the demo's own list.
+"""
 
 import json
 import multiprocessing
@@ -10,18 +13,64 @@ from django.db.utils import ConnectionHandler
 from rich.console import Console
 
 from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Account, Client, Consumption
-from energy.race import SCENARIOS, DemoReport, DemoUnsupported, ScenarioResult, Step, run_demo
+from energy.race import DemoReport, DemoUnsupported, ScenarioResult, Step, run_demo
 from energy.race.demo import check_backend
 from energyctl.race_view import render
 
-# Every test here may share the demo runs of one module fixture; the mark makes sure the
-# test database exists for it even when only some tests are selected.
+# The demo runs real processes: every test that runs it is slow. Those may share the runs of
+# one module fixture; the mark makes sure the test database exists for it even when only some
+# tests are selected.
 pytestmark = pytest.mark.django_db(transaction=True)
 RUNS = 3
-SCENARIO_KEYS = {
-    "name", "protection_removed", "expected_balance", "final_balance", "consumptions_recorded",
-    "anomalies", "holds", "timeline", "balance_check",
-}
+BALANCE, AMOUNT = 100, 60
+
+# /work/shared/CONTRACT.md, "Race demo": scenario, protection removed, what it must show.
+CONTRACT_TABLE = [
+    ("protected", "none", "no anomaly"),
+    ("no_select_for_update", "row lock (balance read without `FOR UPDATE`, deducted with `F()`)",
+     "overdraw: balance below zero, or more consumed than there was"),
+    ("no_unique_key", "UNIQUE on the key", "one key deducted more than once"),
+    ("no_atomic", "transaction", "partial write (record without deduction, or deduction without record)"),
+    ("no_f_expression", "`F()` update (new balance computed in Python from a value read before the write, then saved)",
+     "lost update: a stale balance overwrites a concurrent deduction"),
+    ("no_hold_lock", "the hold's row lock (capture and void each check the hold's state without locking it)",
+     "a hold resolved twice: captured and voided, energy both spent and given back"),
+]
+NOT_YET = {"no_hold_lock": "holds are not implemented yet"}
+CONTRACT_NAMES = [name for name, _, _ in CONTRACT_TABLE]
+# The fields the contract's --json fixes for each scenario.
+CONTRACT_FIELDS = {"name", "protection_removed", "expected_balance", "final_balance", "consumptions_recorded",
+                   "anomalies", "holds"}
+
+
+def _money(entry: dict) -> tuple[int, int, int]:
+    """(start, deducted, recorded) of a two-request scenario in which each request asks AMOUNT."""
+    start = entry["expected_balance"] + AMOUNT
+    return start, start - entry["final_balance"], entry["consumptions_recorded"] * AMOUNT
+
+
+def _shows(must_show: str, entry: dict) -> bool:
+    """Whether a scenario's --json entry shows what the contract's "must show" column names."""
+    start, deducted, recorded = _money(entry)
+    if must_show == "no anomaly":
+        return entry["holds"] is True and entry["anomalies"] == [] and entry["final_balance"] == entry[
+            "expected_balance"]
+    broke = entry["holds"] is False and entry["anomalies"] != []
+    if must_show.startswith("overdraw"):
+        return broke and (entry["final_balance"] < 0 or recorded > start)
+    if must_show.startswith("one key deducted more than once"):
+        return broke and entry["consumptions_recorded"] >= 2 and deducted >= 2 * AMOUNT
+    if must_show.startswith("partial write"):
+        return broke and deducted != recorded
+    if must_show.startswith("lost update"):
+        return broke and entry["consumptions_recorded"] == 2 and deducted == AMOUNT
+    raise AssertionError(f"no check written for {must_show!r}")
+
+
+def contract_rows() -> list:
+    return [pytest.param(name, removed, must_show, id=name,
+                         marks=[pytest.mark.xfail(reason=NOT_YET[name], strict=False)] if name in NOT_YET else [])
+            for name, removed, must_show in CONTRACT_TABLE]
 
 
 @dataclass
@@ -57,7 +106,8 @@ def runs(django_db_setup, django_db_blocker):
         before = real_state()
         try:
             # The default size once, then smaller pools: the races need two processes.
-            reports = [run_demo(workers=workers) for workers in (8,) + (3,) * (RUNS - 1)]
+            reports = [run_demo(workers=workers, balance=BALANCE, amount=AMOUNT)
+                       for workers in (8,) + (3,) * (RUNS - 1)]
             return Runs(reports, before, real_state(), demo_schemas())
         finally:
             Consumption.objects.all().delete()
@@ -68,12 +118,29 @@ def scenario(report: DemoReport, name: str) -> ScenarioResult:
     return next(result for result in report.scenarios if result.name == name)
 
 
-def test_every_run_is_ok_and_reports_all_five_scenarios_in_order(runs):
+@pytest.mark.slow
+@pytest.mark.parametrize("name, removed, must_show", contract_rows())
+def test_every_run_shows_what_the_contract_says_each_scenario_must(runs, name, removed, must_show):
+    for report in runs.reports:
+        entries = {entry["name"]: entry for entry in json.loads(json.dumps(report.to_dict()))["scenarios"]}
+        assert name in entries, f"the demo has no scenario {name!r}"
+        entry = entries[name]
+        # The report names the protection in the contract's words (details in brackets aside).
+        words = removed.split(" (")[0].replace("`", "").split()
+        assert all(word in entry["protection_removed"].split() for word in words), (removed, entry)
+        assert _shows(must_show, entry), (must_show, entry)
+
+
+@pytest.mark.slow
+def test_every_run_is_ok_and_reports_only_contract_scenarios_in_the_contracts_order(runs):
     for report in runs.reports:
         assert report.ok, report.to_dict()
-        assert [result.name for result in report.scenarios] == list(SCENARIOS)
+        names = [result.name for result in report.scenarios]
+        assert names == [name for name in CONTRACT_NAMES if name in names], names
+        assert set(CONTRACT_NAMES) - set(names) <= set(NOT_YET), names
 
 
+@pytest.mark.slow
 def test_protected_path_never_shows_an_anomaly(runs):
     for report in runs.reports:
         result = scenario(report, "protected")
@@ -81,6 +148,7 @@ def test_protected_path_never_shows_an_anomaly(runs):
         assert (result.final_balance, result.expected_balance, result.consumptions_recorded) == (40, 40, 1)
 
 
+@pytest.mark.slow
 def test_protected_t2_waits_for_t1s_lock_then_reads_the_committed_balance(runs):
     for report in runs.reports:
         timeline = scenario(report, "protected").timeline
@@ -90,6 +158,7 @@ def test_protected_t2_waits_for_t1s_lock_then_reads_the_committed_balance(runs):
         assert waited < committed < refused, timeline
 
 
+@pytest.mark.slow
 def test_protected_burst_ran_every_process_through_the_real_use_case(runs):
     for report in runs.reports:
         burst = scenario(report, "protected").timeline[-1].text
@@ -97,6 +166,7 @@ def test_protected_burst_ran_every_process_through_the_real_use_case(runs):
         assert "replayed" in burst, burst
 
 
+@pytest.mark.slow
 def test_without_row_lock_both_processes_deduct_and_the_balance_goes_below_zero(runs):
     for report in runs.reports:
         result = scenario(report, "no_select_for_update")
@@ -105,6 +175,7 @@ def test_without_row_lock_both_processes_deduct_and_the_balance_goes_below_zero(
         assert not result.holds
 
 
+@pytest.mark.slow
 def test_without_row_lock_the_overdraw_also_needs_the_missing_check_and_says_so(runs):
     for report in runs.reports:
         result = scenario(report, "no_select_for_update")
@@ -113,6 +184,7 @@ def test_without_row_lock_the_overdraw_also_needs_the_missing_check_and_says_so(
         assert any("lack CHECK (energy >= 0) too" in note for note in notes), notes
 
 
+@pytest.mark.slow
 def test_with_the_check_kept_the_same_race_ends_in_an_integrity_error_not_insufficient_energy(runs):
     for report in runs.reports:
         result = scenario(report, "no_select_for_update")
@@ -126,6 +198,7 @@ def test_with_the_check_kept_the_same_race_ends_in_an_integrity_error_not_insuff
         assert len(refused) == 1, result.timeline
 
 
+@pytest.mark.slow
 def test_every_other_scenario_keeps_the_check_so_it_shows_only_its_own_removed_protection(runs):
     for report in runs.reports:
         for result in report.scenarios:
@@ -133,6 +206,7 @@ def test_every_other_scenario_keeps_the_check_so_it_shows_only_its_own_removed_p
                 assert result.balance_check is True and result.with_balance_check is None, result.name
 
 
+@pytest.mark.slow
 def test_without_unique_key_a_retried_key_is_deducted_twice(runs):
     for report in runs.reports:
         result = scenario(report, "no_unique_key")
@@ -140,6 +214,7 @@ def test_without_unique_key_a_retried_key_is_deducted_twice(runs):
         assert result.anomalies == ["duplicate: key 'order-1' applied 2 times, 120 deducted"]
 
 
+@pytest.mark.slow
 def test_without_transaction_a_crash_between_the_writes_leaves_a_record_without_deduction(runs):
     for report in runs.reports:
         result = scenario(report, "no_atomic")
@@ -148,6 +223,7 @@ def test_without_transaction_a_crash_between_the_writes_leaves_a_record_without_
         assert any(anomaly.startswith("partial write: 60 recorded") for anomaly in result.anomalies), result.anomalies
 
 
+@pytest.mark.slow
 def test_without_f_expression_a_stale_balance_overwrites_the_other_deduction(runs):
     for report in runs.reports:
         result = scenario(report, "no_f_expression")
@@ -155,6 +231,7 @@ def test_without_f_expression_a_stale_balance_overwrites_the_other_deduction(run
         assert any(anomaly.startswith("lost update: 60 recorded") for anomaly in result.anomalies), result.anomalies
 
 
+@pytest.mark.slow
 def test_every_run_interleaves_the_processes_identically(runs):
     def steps(report):
         # The burst's counts depend on timing; every two-process timeline must not.
@@ -166,37 +243,41 @@ def test_every_run_interleaves_the_processes_identically(runs):
         assert steps(report) == first
 
 
+@pytest.mark.slow
 def test_real_tables_are_untouched_and_the_demo_schema_is_gone(runs):
     assert runs.real_after == runs.real_before
     assert runs.schemas_left == []
 
 
-def test_json_report_has_exactly_the_contract_shape(runs):
+@pytest.mark.slow
+def test_json_report_has_the_contract_shape(runs):
     document = json.loads(json.dumps(runs.reports[0].to_dict()))
     assert set(document) == {"backend", "workers", "scenarios"}
     assert document["backend"].startswith("postgresql ")
     assert document["workers"] == 8
     for entry in document["scenarios"]:
         extra = {"with_balance_check"} if entry["name"] == "no_select_for_update" else set()
-        assert set(entry) == SCENARIO_KEYS | extra
+        assert CONTRACT_FIELDS <= set(entry) <= CONTRACT_FIELDS | {"timeline", "balance_check"} | extra
         numbers = ("expected_balance", "final_balance", "consumptions_recorded")
         assert all(isinstance(entry[key], int) for key in numbers)
         assert isinstance(entry["holds"], bool) and entry["holds"] == (entry["anomalies"] == [])
         assert all(set(step) == {"session", "text"} for step in entry["timeline"])
 
 
+@pytest.mark.slow
 def test_view_fits_80_columns_and_shows_each_scenario_with_its_timeline(runs):
     for soft_wrap in (False, True):
         console = Console(width=80, record=True, force_terminal=False, soft_wrap=soft_wrap)
         render(runs.reports[0], console)
         text = console.export_text()
         assert max(len(line) for line in text.splitlines()) <= 80, text
-    for name in SCENARIOS:
-        assert name in text
+    for result in runs.reports[0].scenarios:
+        assert result.name in text
     assert "T2 waits for the lock T1 holds" in text
     assert "OK: 4 unsafe variants broke as expected; the protected path held (" in text
 
 
+@pytest.mark.slow
 def test_options_are_honoured_and_a_killed_process_is_replaced():
     # With two processes the one killed in no_atomic is needed again by protected.
     report = run_demo(workers=2, balance=10, amount=7, scenarios=["no_atomic", "protected"])
@@ -207,6 +288,7 @@ def test_options_are_honoured_and_a_killed_process_is_replaced():
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.slow
 def test_demo_cleans_up_its_schema_and_processes_when_interrupted():
     def interrupt(message):
         if message.startswith("no_unique_key"):
@@ -252,6 +334,7 @@ def test_ok_needs_the_protected_path_to_hold_and_every_unsafe_variant_to_break()
     assert not DemoReport("postgresql 18.0", 2, []).ok
 
 
+@pytest.mark.slow
 def test_two_demos_at_once_each_work_in_their_own_tables():
     from concurrent.futures import ThreadPoolExecutor
 
