@@ -6,19 +6,14 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from tests.support import ENERGYCTL, free_port
+
 START_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+__all__ = ["Server", "consume", "free_port", "http_request", "post_at_barrier"]
 
 
 class Server:
@@ -26,10 +21,12 @@ class Server:
 
     def __init__(self, database_url: str, log: Path, *, workers: int = 2, ready_status: int = 200, **env: str):
         self.port, self.log = free_port(), log
-        environment = {**os.environ, "DATABASE_URL": database_url, **env}
+        # pytest-django's DJANGO_SETTINGS_MODULE names the checkout's settings, which a served process has not.
+        inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        environment = {**inherited, "DATABASE_URL": database_url, **env}
         self._log_file = open(log, "wb")
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "energyctl"), "serve", "--port", str(self.port),
+            [str(ENERGYCTL), "serve", "--port", str(self.port),
              "--workers", str(workers)],
             env=environment, stdout=self._log_file, stderr=subprocess.STDOUT)
         self._wait_until_answering(ready_status)
