@@ -5,15 +5,17 @@ ENERGYCTL_PGDATA        data directory of the embedded PostgreSQL (default: per-
 ENERGYCTL_SECRET_KEY    required by `energyctl serve --production`
 ENERGYCTL_DEBUG         "1" turns Django's debug mode on (never in production)
 ENERGYCTL_ALLOWED_HOSTS comma-separated host names the HTTP API answers to
+ENERGYCTL_TRUSTED_PROXY address of a TLS-terminating proxy whose X-Forwarded-Proto is believed ("*": any)
 ENERGYCTL_LOG_LEVEL     level of the energy.* loggers (default INFO)
 ENERGYCTL_LOG_FORMAT    "json" for one JSON object per log record, else plain text
 ENERGYCTL_CONN_MAX_AGE  seconds a server keeps a database connection across requests (default 600)
 """
 
+import ipaddress
 import os
 import secrets
 
-from energy.db.config import CONN_MAX_AGE_S, database_settings
+from energy.db.config import CONN_MAX_AGE_S, InvalidSetting, database_settings
 
 # Nothing this project signs outlives the process, so a random key is safe for local use;
 # production mode (`energyctl serve --production`) refuses to start without a real one.
@@ -24,6 +26,16 @@ ALLOWED_HOSTS = [
     for host in os.environ.get("ENERGYCTL_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
     if host.strip()
 ]
+# A proxy in front of `energyctl serve` that terminates TLS: its address as the server sees it,
+# or "*" for any peer. Its X-Forwarded-Proto is then believed, so the links the API builds (a
+# history page's `next`) keep the https scheme; from anyone else the header is dropped. Unset:
+# no one's, since a client could send the header itself.
+TRUSTED_PROXY = os.environ.get("ENERGYCTL_TRUSTED_PROXY", "").strip() or None
+if TRUSTED_PROXY not in (None, "*"):
+    try:
+        ipaddress.ip_address(TRUSTED_PROXY)
+    except ValueError:
+        raise InvalidSetting("ENERGYCTL_TRUSTED_PROXY", f"must be an IP address or *, not {TRUSTED_PROXY!r}") from None
 
 # energyctl is an app only for its management commands (seed_accounts, replay_keys, race_demo).
 INSTALLED_APPS = ["rest_framework", "drf_spectacular", "energy", "energyctl"]
@@ -89,16 +101,31 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"chosen": _FORMATTER},
+    "filters": {
+        # What a caller sent (a path with %0d%0a, a header) never starts a line of its own.
+        "one_line": {"()": "energy.http.log_lines.OneLine"},
+        # The id a 500 answer showed, on Django's record of that failure.
+        "error_id": {"()": "energy.http.errors.ErrorIdFilter"},
+    },
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
             "formatter": "chosen",
+            "filters": ["one_line"],
         },
     },
     "loggers": {
         "energy": {
             "handlers": ["stderr"],
             "level": os.environ.get("ENERGYCTL_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+        # Django's record of a failed request, traceback included: a 500's reason is never lost.
+        # ERROR only: 4xx answers are already on the access log line.
+        "django.request": {
+            "handlers": ["stderr"],
+            "filters": ["error_id"],
+            "level": "ERROR",
             "propagate": False,
         },
     },

@@ -9,12 +9,18 @@ Performance.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
+from functools import cache
+
+from energy.http.log_lines import escaped, field
 
 # Threads per process that run requests; each keeps its own database connection. Measured
 # on 2 cores: 4 and 8 gave the same throughput, 4 keeps fewer server connections.
@@ -39,6 +45,8 @@ MAX_HEADER_BYTES = 32 * 1024
 # Seconds between restarts of a worker process that keeps dying, so a broken set-up does
 # not spin the CPU.
 RESPAWN_DELAY_S = 1.0
+# Seconds a worker whose supervisor is gone gets to finish its requests before it exits anyway.
+ORPHAN_GRACE_S = 10.0
 
 access_log = logging.getLogger("energy.access")
 
@@ -66,14 +74,28 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def with_access_log(app):
-    """One INFO record per request on ``energy.access``: address, method, path, protocol, status, time.
+def is_loopback(host: str) -> bool:
+    """Whether an address to listen on is reachable from this machine only: 127.0.0.0/8, ::1, localhost."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
-    Only these: no header's value (a token sent as Basic credentials would be one) and no
-    query string (where a caller may put anything).
+
+def with_access_log(app):
+    """One INFO record per request on ``energy.access``: address, method, path, protocol, status,
+    time, user agent, and why a request was refused (or the error id it was answered with).
+
+    Only these: no other header's value (a token sent as Basic credentials would be one) and no
+    query string (where a caller may put anything). Each field is escaped, so what a caller
+    sent never breaks the line (a path's %0d%0a arrives here decoded).
     """
     if not access_log.isEnabledFor(logging.INFO):
         return app
+    from energy.http.errors import LOG_NOTE
 
     def logged(environ, start_response):
         started = time.perf_counter()
@@ -86,11 +108,44 @@ def with_access_log(app):
         try:
             return app(environ, start)
         finally:
-            access_log.info('%s "%s %s %s" %s %.1fms', environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD"),
-                            environ.get("PATH_INFO"), environ.get("SERVER_PROTOCOL"), status[0] if status else "-",
-                            (time.perf_counter() - started) * 1000)
+            note = environ.get(LOG_NOTE)
+            access_log.info('%s "%s %s %s" %s %.1fms "%s"%s', escaped(environ.get("REMOTE_ADDR", "-")),
+                            field(environ.get("REQUEST_METHOD", "")), field(environ.get("PATH_INFO", "")),
+                            field(environ.get("SERVER_PROTOCOL", "")), status[0] if status else "-",
+                            (time.perf_counter() - started) * 1000, field(environ.get("HTTP_USER_AGENT", "-")),
+                            f" {escaped(note)}" if note else "")
 
     return logged
+
+
+@cache
+def json_error_channel():
+    """waitress's connection class, answering what waitress refuses itself (a body over
+    MAX_BODY_BYTES, malformed HTTP) with the contract's JSON error instead of plain text.
+
+    Built on first use: the command line imports this module without serving.
+    """
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    from energy.domain.exceptions import error_document
+
+    class JSONErrorTask(ErrorTask):
+        def execute(self):
+            error = self.request.error
+            detail = "Request body is too large." if error.code == 413 else f"{error.reason}: {error.body}"
+            outcome = "internal_error" if error.code >= 500 else "invalid_request"
+            body = json.dumps(error_document(outcome, detail)).encode()
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JSONErrorChannel(HTTPChannel):
+        error_task_class = JSONErrorTask
+
+    return JSONErrorChannel
 
 
 def run(sock: socket.socket, *, processes: int, threads: int, access: bool) -> None:
@@ -108,12 +163,18 @@ def run(sock: socket.socket, *, processes: int, threads: int, access: bool) -> N
 
 
 def _serve(sock: socket.socket, threads: int, access: bool) -> None:
+    from django.conf import settings
     from waitress import create_server
 
     from energy.wsgi import application
 
     app = with_access_log(application) if access else application
-    server = create_server(app, sockets=[sock], **server_options(threads))
+    options = server_options(threads)
+    if settings.TRUSTED_PROXY:
+        # waitress then takes the scheme from the proxy's X-Forwarded-Proto (wsgi.url_scheme).
+        options.update(trusted_proxy=settings.TRUSTED_PROXY, trusted_proxy_headers={"x-forwarded-proto"})
+    server = create_server(app, sockets=[sock], **options)
+    server.channel_class = json_error_channel()
     # SIGTERM (a service manager's stop) ends the loop like Ctrl-C does, closing the sockets.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
@@ -141,8 +202,11 @@ def _supervise(sock: socket.socket, processes: int, threads: int, access: bool) 
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Never written to: a worker reads end-of-file from it once no supervisor holds the write
+    # end, however the supervisor ended (SIGKILL included), and stops.
+    lifeline = os.pipe()
     for _ in range(processes):
-        children.add(_fork_worker(sock, threads, access))
+        children.add(_fork_worker(sock, threads, access, lifeline))
     while children:
         try:
             pid, _status = os.wait()
@@ -155,16 +219,17 @@ def _supervise(sock: socket.socket, processes: int, threads: int, access: bool) 
             print(f"energyctl serve: worker {pid} exited; starting another", file=sys.stderr, flush=True)
             time.sleep(RESPAWN_DELAY_S)
             if not stopping:
-                children.add(_fork_worker(sock, threads, access))
+                children.add(_fork_worker(sock, threads, access, lifeline))
 
 
-def _fork_worker(sock: socket.socket, threads: int, access: bool) -> int:
+def _fork_worker(sock: socket.socket, threads: int, access: bool, lifeline: tuple[int, int]) -> int:
     pid = os.fork()
     if pid:
         return pid
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends TERM
+        _stop_with_supervisor(lifeline)
         _serve(sock, threads, access)
     except SystemExit:
         pass
@@ -173,6 +238,22 @@ def _fork_worker(sock: socket.socket, threads: int, access: bool) -> int:
         code = 1
     finally:
         os._exit(code)
+
+
+def _stop_with_supervisor(lifeline: tuple[int, int]) -> None:
+    """In a worker: stop like on SIGTERM once the supervisor is gone, and exit anyway after a grace period."""
+    read_end, write_end = lifeline
+    os.close(write_end)
+
+    def watch():
+        while os.read(read_end, 1):
+            pass
+        print(f"energyctl serve: worker {os.getpid()}: the supervisor is gone; stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="supervisor-lifeline", daemon=True).start()
 
 
 def _signal(pid: int, signum: int) -> None:

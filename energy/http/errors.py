@@ -84,26 +84,34 @@ def exception_handler(exc, context):
 # Django's error views (energy.urls names them): used for what never reaches a DRF view.
 
 def not_found(request, exception=None):
-    return JsonResponse(error_document("not_found", NOT_FOUND), status=404)
+    return _answer(error_document("not_found", NOT_FOUND), 404)
 
 
 def bad_request(request, exception=None):
     if isinstance(exception, DisallowedHost):
-        _note(request, f"refused: Host {request.META.get('HTTP_HOST', request.META.get('SERVER_NAME'))!r} is not in ENERGYCTL_ALLOWED_HOSTS")
-        return JsonResponse(error_document("invalid_request", BAD_HOST), status=400)
+        host = request.META.get("HTTP_HOST", request.META.get("SERVER_NAME"))
+        _note(request, f"refused: Host {host!r} is not in ENERGYCTL_ALLOWED_HOSTS")
+        return _answer(error_document("invalid_request", BAD_HOST), 400)
     _note(request, f"refused: {type(exception).__name__}: {exception}")
-    return JsonResponse(error_document("invalid_request", BAD_REQUEST), status=400)
+    return _answer(error_document("invalid_request", BAD_REQUEST), 400)
 
 
 def permission_denied(request, exception=None):
-    return JsonResponse(error_document("forbidden", "This request is not allowed."), status=403)
+    return _answer(error_document("forbidden", "This request is not allowed."), 403)
 
 
 def server_error(request):
     """Django logs the traceback on ``django.request``; ``ErrorIdFilter`` adds this error id to it."""
     error_id = _new_error_id()
     _note(request, f"error id {error_id}", error_id)
-    return JsonResponse(error_document("internal_error", f"{INTERNAL_ERROR} Error id: {error_id}."), status=500)
+    return _answer(error_document("internal_error", f"{INTERNAL_ERROR} Error id: {error_id}."), 500)
+
+
+def _answer(document: dict, status: int) -> JsonResponse:
+    response = JsonResponse(document, status=status)
+    # Sent with its length, like every other answer: these bypass the middleware that adds it.
+    response["Content-Length"] = str(len(response.content))
+    return response
 
 
 class ErrorIdFilter(logging.Filter):

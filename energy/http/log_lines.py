@@ -2,8 +2,7 @@
 
 A path, header or exception message may carry CR, LF or other control characters (a URL's
 ``%0d%0a`` is decoded before the application sees it); written as they are, they would start
-a forged line in the log. Every character outside printable ASCII is written as ``\\xHH`` (or
-``\\uHHHH``), and a backslash as ``\\\\``, so the line is unambiguous and nothing is lost.
+a forged line in the log.
 """
 
 from __future__ import annotations
@@ -11,11 +10,20 @@ from __future__ import annotations
 import logging
 import re
 
-_UNSAFE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
+# Fields of the access log: anything but printable ASCII, and the backslash that escapes it.
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
+# Any record: C0 and C1 control characters, DEL, and Unicode's line and paragraph separators.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def escaped(text: object) -> str:
-    return _UNSAFE.sub(_escape, str(text))
+    """Printable ASCII as it is; anything else as ``\\xHH``/``\\uHHHH``, a backslash as ``\\\\``: unambiguous."""
+    return _NOT_PRINTABLE_ASCII.sub(_escape, str(text))
+
+
+def field(text: object) -> str:
+    """``escaped``, and a double quote as ``\\x22`` too: for a field written between quotes."""
+    return escaped(text).replace('"', "\\x22")
 
 
 def _escape(match: re.Match) -> str:
@@ -27,13 +35,13 @@ def _escape(match: re.Match) -> str:
 
 
 class OneLine(logging.Filter):
-    """A handler's filter: each record's message, arguments merged, with control characters escaped.
+    """A handler's filter: each record's message, arguments merged, with line-breaking characters escaped.
 
     Tracebacks are left as they are: they are the server's own text, one frame per line.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if _UNSAFE.search(message):
-            record.msg, record.args = escaped(message), None
+        if _LINE_BREAKING.search(message):
+            record.msg, record.args = _LINE_BREAKING.sub(_escape, message), None
         return True
