@@ -140,6 +140,7 @@ def test_no_token_is_stored_in_clear_in_any_table(server, accounts):
     assert (hash_token(tokens[2]),) in stored and (hash_token(tokens[0]),) not in stored
 
 
+@pytest.mark.slow
 def test_no_token_reaches_the_servers_logs_not_even_a_near_miss(accounts, tmp_path):
     # A server of its own in debug mode, where Django's request log is printed too.
     with_debug = Server(test_database_url(), tmp_path / "debug.log", workers=1, ENERGYCTL_DEBUG="1",
@@ -212,6 +213,7 @@ def test_a_same_key_storm_from_two_clients_applies_exactly_once_per_client(serve
         ("game", "storm"), ("shop", "storm")]
 
 
+@pytest.mark.slow
 def test_healthz_is_503_with_retry_after_when_the_database_is_down(tmp_path):
     down = Server(f"postgresql://energy@127.0.0.1:{free_port()}/energyctl", tmp_path / "down.log",
                   workers=1, ready_status=503)

@@ -173,6 +173,7 @@ def test_balance_with_bad_id_is_400(client, account, bad):
     assert response.json()["fields"]["account_id"]
 
 
+@pytest.mark.slow
 def test_unavailable_is_503_with_retry_after(client, account, settings):
     """A lock held past lock_timeout ends in 503 + Retry-After, and the retry applies once."""
     from tests.workers import row_lock_held
