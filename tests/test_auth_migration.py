@@ -6,7 +6,6 @@ because the migration cannot be undone on the suite's database.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.test_cli import test_database_url
+from tests.support import energyctl, test_database_url
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,15 +65,12 @@ def test_existing_consumptions_become_the_operators_and_replay_there(old_databas
     assert operator == (1, None, None)
     assert "energy_consumption_client_key_unique" in constraints and "energy_consumption_key_unique" not in constraints
 
-    energyctl = str(Path(sys.executable).parent / "energyctl")
-    replayed = json.loads(run(old_database, energyctl, "consume", "--account", "1", "--amount", "30",
-                              "--key", "order-1", "--json").stdout)
-    assert (replayed["status"], replayed["balance_after"]) == ("replayed", 70)
-    mismatch = json.loads(run(old_database, energyctl, "consume", "--account", "1", "--amount", "5",
-                              "--key", "order-2", "--json").stdout)
-    assert mismatch["error"] == "idempotency_key_mismatch"
-    added = json.loads(run(old_database, energyctl, "clients", "add", "shop", "--all-accounts", "--json").stdout)
-    assert added["client"] == "shop"
-    theirs = json.loads(run(old_database, energyctl, "consume", "--account", "1", "--amount", "30",
-                            "--key", "order-1", "--client", "shop", "--json").stdout)
-    assert (theirs["status"], theirs["balance_after"]) == ("applied", 30)
+    replayed = energyctl("consume", "--account", "1", "--amount", "30", "--key", "order-1", "--json", url=old_database)
+    assert (replayed.json["status"], replayed.json["balance_after"]) == ("replayed", 70), replayed
+    mismatch = energyctl("consume", "--account", "1", "--amount", "5", "--key", "order-2", "--json", url=old_database)
+    assert mismatch.json["error"] == "idempotency_key_mismatch", mismatch
+    added = energyctl("clients", "add", "shop", "--all-accounts", "--json", url=old_database)
+    assert added.json["client"] == "shop", added
+    theirs = energyctl("consume", "--account", "1", "--amount", "30", "--key", "order-1", "--client", "shop", "--json",
+                       url=old_database)
+    assert (theirs.json["status"], theirs.json["balance_after"]) == ("applied", 30), theirs

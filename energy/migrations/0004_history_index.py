@@ -1,26 +1,15 @@
 """The history index, which takes over the foreign key's index on account_id.
 
 On PostgreSQL the index is built CONCURRENTLY, so consumes keep going on a large table while
-it builds; that cannot run inside a transaction, hence ``atomic = False``.
+it builds; that cannot run inside a transaction, hence ``atomic = False``. A build stopped by
+a lock timeout leaves an invalid index behind: a rerun builds it again, and skips a valid one.
 """
 
-from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
-from django.db.migrations.operations import AddIndex
 
+from energy.db.schema_steps import Step, StepsOnPostgres, valid_index_exists
 
-class AddIndexWithoutBlockingWrites(AddIndexConcurrently):
-    """Django's AddIndexConcurrently on PostgreSQL; a plain AddIndex elsewhere (SQLite)."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        return AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        return AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+HISTORY = "energy_consumption_history"
 
 
 class Migration(migrations.Migration):
@@ -31,9 +20,16 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        AddIndexWithoutBlockingWrites(
-            model_name="consumption",
-            index=models.Index(fields=["account", "balance_after", "-id"], name="energy_consumption_history"),
+        StepsOnPostgres(
+            migrations.AddIndex(
+                model_name="consumption",
+                index=models.Index(fields=["account", "balance_after", "-id"], name=HISTORY),
+            ),
+            [Step(valid_index_exists(HISTORY), (
+                f'DROP INDEX CONCURRENTLY IF EXISTS "{HISTORY}"',
+                f'CREATE INDEX CONCURRENTLY "{HISTORY}" ON "energy_consumption"'
+                ' ("account_id", "balance_after", "id" DESC)',
+            ), atomic=False)],
         ),
         migrations.AlterField(
             model_name="consumption",
