@@ -121,6 +121,7 @@ def test_empty_list_gives_no_outcomes():
     assert consume_many([]) == []
 
 
+@pytest.mark.slow
 def test_batches_and_single_consumes_racing_on_shared_keys_apply_each_key_once():
     """Batches and single consumes, in real processes, send the same keys in different orders."""
     from tests.batch_workers import run_mixed
@@ -150,6 +151,7 @@ def test_batches_and_single_consumes_racing_on_shared_keys_apply_each_key_once()
         assert account.energy == {**rich, **poor}[account.id] - spent >= 0
 
 
+@pytest.mark.slow
 def test_chunk_stuck_behind_a_held_lock_is_unavailable_and_its_retry_applies_once():
     from tests.workers import row_lock_held
 
@@ -185,3 +187,17 @@ def test_a_batch_runs_on_djangos_cursor_and_a_batch_of_replays_locks_nothing():
     assert any("FOR UPDATE" in sql for sql in first_sql)
     assert len(again_sql) == 2, again_sql  # plan mode, stored records
     assert not any("FOR UPDATE" in sql or "INSERT" in sql or "UPDATE " in sql for sql in again_sql), again_sql
+
+
+def test_a_batch_logs_its_outcomes_and_the_channel_it_came_by(caplog):
+    import logging
+
+    reset([])
+    caplog.set_level(logging.INFO, logger="energy")
+    consume_many([ConsumeRequest(1, 5, "a"), ConsumeRequest(4, 1, "b"), ConsumeRequest(1, 5, "a")])
+    consume_many([ConsumeRequest(2, 5, "c")], channel="http")
+    records = [r for r in caplog.records if r.name == "energy.consume"]
+    assert [(r.channel, r.outcomes) for r in records] == [
+        ("cli", {"applied": 1, "account_not_found": 1, "replayed": 1}),
+        ("http", {"applied": 1}),
+    ]

@@ -30,6 +30,14 @@ def balance(account_id: int) -> int:
     return Account.objects.get(pk=account_id).energy
 
 
+def shell_environment(url: str) -> dict[str, str]:
+    """This process's environment as a shell would pass it to ``energyctl``: the database at ``url``,
+    and no DJANGO_SETTINGS_MODULE (pytest-django's names the checkout's ``settings``)."""
+    import os
+
+    return {**{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}, "DATABASE_URL": url}
+
+
 def summary_of(result) -> dict:
     assert result.stdout.count("\n") == 1, result.output
     return json.loads(result.stdout)
@@ -158,21 +166,19 @@ def test_replay_applies_each_chunk_before_reading_further_lines(accounts):
     assert summary.counts["applied"] == 4 and summary.counts["invalid_request"] == 1000
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_a_real_process_stops_cleanly_and_the_rerun_applies_each_key_once(accounts):
-    import os
     import signal
     import subprocess
-    import sys
     import time
-    from pathlib import Path
 
     from energy.models import Consumption
-    from tests.test_cli import test_database_url
+    from tests.support import ENERGYCTL, test_database_url
 
     requests = "".join(line(1 + i % 3, 1, f"sig{i}") + "\n" for i in range(60))
     first_half = requests[: requests.index(line(1, 1, "sig30"))]
-    script = str(Path(sys.executable).parent / "energyctl")
-    env = {**os.environ, "DATABASE_URL": test_database_url()}
+    script = str(ENERGYCTL)
+    env = shell_environment(test_database_url())
     replaying = subprocess.Popen([script, "replay", "-", "--chunk-size", "10"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     replaying.stdin.write(first_half)
@@ -213,6 +219,7 @@ def test_replay_keys_takes_the_same_retry_budget(accounts, tmp_path):
     assert json.loads(out.getvalue())["applied"] == 1
 
 
+@pytest.mark.slow
 def test_a_lock_held_past_the_budget_stops_the_replay_and_counts_the_rest_unavailable(accounts):
     """In-process, on a real held row lock: waits are reported, then the budget runs out."""
     from tests.workers import row_lock_held
@@ -226,3 +233,90 @@ def test_a_lock_held_past_the_budget_stops_the_replay_and_counts_the_rest_unavai
     assert (summary.counts["unavailable"], summary.counts["invalid_request"], summary.counts["applied"]) == (6, 1, 0)
     assert waits and waits[0].first and "lock" in waits[0].reason
     assert balance(1) == 100 and balance(2) == 100
+
+
+# --- Long lines: refused by number, never held in memory ------------------------------------------
+
+def test_read_lines_bounds_each_line_and_counts_every_byte():
+    import io
+
+    from energy.application.replay import OverlongLine, read_lines
+
+    text = b"a" * 8 + b"\n" + b"b" * 9 + b"\n" + b"c" * 100 + b"\n" + b"\n" + b"d" * 9
+    read = list(read_lines(io.BytesIO(text), limit=8))
+    assert read == [b"a" * 8 + b"\n", OverlongLine(10, 8), OverlongLine(101, 8), b"\n", OverlongLine(9, 8)]
+    assert sum(len(line) for line in read) == len(text)
+    assert list(read_lines(io.BytesIO(b"x" * 8), limit=8)) == [b"x" * 8]
+
+
+def test_a_line_over_the_bound_is_invalid_by_number_and_the_rest_goes_on(accounts, tmp_path):
+    from energy.application.replay import MAX_LINE_BYTES
+
+    path = tmp_path / "requests.jsonl"
+    padded = json.dumps({"account_id": 1, "amount": 1, "idempotency_key": "at-the-bound"})
+    padded = padded[:-1] + " " * (MAX_LINE_BYTES - len(padded)) + "}"
+    too_long = padded[:-1] + " }"
+    path.write_text("\n".join([line(1, 10, "a"), too_long, padded, line(2, 5, "b")]) + "\n")
+    result = runner.invoke(app, ["replay", str(path), "--json"])
+
+    assert result.exit_code == 6, result.output
+    summary = summary_of(result)
+    assert (summary["total"], summary["applied"], summary["invalid_request"]) == (4, 3, 1)
+    assert f"line 2: invalid_request: body: is {MAX_LINE_BYTES + 2} bytes long" in result.stderr
+    assert (balance(1), balance(2)) == (89, 95)
+
+
+# Runs the command in argv[2:] and writes its peak RSS (KiB) to argv[1]. A process started
+# straight from pytest would not do: Linux counts the peak of the memory it was forked from
+# (pytest's) into its own, while this launcher is a fresh, small interpreter.
+PEAK_RSS_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as peak:
+    peak.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def replay_process(path, url: str, tmp_path) -> tuple[int, dict, str, int]:
+    """``energyctl replay FILE --json`` as a process: exit code, summary, stderr and peak RSS (KiB)."""
+    import subprocess
+    import sys
+
+    from tests.support import ENERGYCTL, PROCESS_TIMEOUT_S
+
+    out, err, peak = (tmp_path / f"{path.name}.{suffix}" for suffix in ("out", "err", "peak"))
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        done = subprocess.run([sys.executable, "-c", PEAK_RSS_LAUNCHER, str(peak), str(ENERGYCTL), "replay",
+                               str(path), "--json"], stdout=stdout, stderr=stderr, env=shell_environment(url),
+                              timeout=PROCESS_TIMEOUT_S)
+    return done.returncode, json.loads(out.read_text()), err.read_text(), int(peak.read_text())
+
+
+@pytest.mark.slow
+def test_a_huge_line_leaves_a_real_replays_memory_flat(accounts, tmp_path):
+    from tests.support import test_database_url
+
+    url = test_database_url()
+    huge_key = 50 * 1024 * 1024
+    small, huge = tmp_path / "small.jsonl", tmp_path / "huge.jsonl"
+    small.write_text(line(1, 1, "s1") + "\n" + line(1, 1, "x" * 300) + "\n" + line(2, 1, "s2") + "\n")
+    with open(huge, "w") as file:
+        file.write(line(1, 1, "h1") + "\n")
+        file.write('{"account_id": 1, "amount": 1, "idempotency_key": "')
+        for _ in range(huge_key // (1024 * 1024)):
+            file.write("x" * (1024 * 1024))
+        file.write('"}\n' + line(2, 1, "h2") + "\n")
+
+    small_code, small_summary, small_err, small_peak = replay_process(small, url, tmp_path)
+    huge_code, huge_summary, huge_err, huge_peak = replay_process(huge, url, tmp_path)
+
+    assert (small_code, huge_code) == (6, 6), (small_err, huge_err)
+    for summary in (small_summary, huge_summary):
+        assert (summary["total"], summary["applied"], summary["invalid_request"]) == (3, 2, 1), summary
+    assert "line 2: invalid_request" in huge_err and "bytes long" in huge_err
+    grown = huge_peak - small_peak
+    print(f"peak RSS: {small_peak} KiB with a small file, {huge_peak} KiB with a 50 MiB line")
+    assert grown < 20 * 1024, f"a 50 MiB line grew the replay's peak RSS by {grown} KiB"
+    assert (balance(1), balance(2)) == (98, 98)

@@ -11,13 +11,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from energyctl.torture.cluster import OwnCluster
+from tests.support import ENERGYCTL
 
 LINES = 400
 HALF = LINES // 2
@@ -53,11 +52,13 @@ def cluster(own_cluster):
 
 
 def _energyctl() -> str:
-    return str(Path(sys.executable).parent / "energyctl")
+    return str(ENERGYCTL)
 
 
 def _env(url: str) -> dict:
-    return {**os.environ, "DATABASE_URL": url, "ENERGYCTL_LOG_LEVEL": "WARNING"}
+    """The environment a shell would give: no DJANGO_SETTINGS_MODULE (pytest-django's names the checkout's)."""
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    return {**inherited, "DATABASE_URL": url, "ENERGYCTL_LOG_LEVEL": "WARNING"}
 
 
 def start_replay(cluster, *options: str) -> subprocess.Popen:

@@ -1,7 +1,8 @@
 """Replay a JSON Lines stream of consume requests, applying each exactly once.
 
-Lines are read one at a time and applied in chunks through ``consume_many``, so memory stays
-flat however long the stream is. A line that is not JSON, or breaks an input rule, counts as
+Lines are read one at a time (``read_lines``), each at most ``MAX_LINE_BYTES`` long, and
+applied in chunks through ``consume_many``, so memory stays flat however long the stream or
+any of its lines is. A line that is too long, not JSON, or breaks an input rule, counts as
 ``invalid_request`` under its line number and never stops the run. Because every request
 carries its idempotency key, an interrupted replay can simply be run again: what was applied
 the first time comes back ``replayed``, and nothing is applied twice.
@@ -19,7 +20,7 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from energy.application.batch import consume_many
 from energy.db.analyze import GrowthWatch
@@ -47,6 +48,37 @@ RETRY_FOR_S = 30.0
 # cap, each delay drawn between half and all of it, so that many replays do not retry in step.
 FIRST_DELAY_S = 0.2
 MAX_DELAY_S = 5.0
+# The longest line a replay reads, newline excluded. A request is under 400 bytes even with
+# a 255-character key of four-byte characters and every number at its largest: 64 KiB
+# leaves room for any spacing, and a longer line is refused without being held in memory.
+MAX_LINE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class OverlongLine:
+    """A line longer than ``limit``, skipped unread; ``len()`` is its size, so byte counts add up."""
+
+    size: int
+    limit: int
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def read_lines(stream: BinaryIO, *, limit: int = MAX_LINE_BYTES) -> Iterator[bytes | OverlongLine]:
+    """The lines of a binary stream, each holding at most ``limit`` bytes besides its newline.
+
+    A longer line comes as an ``OverlongLine``: it is read through in pieces of ``limit``
+    bytes and dropped, so memory never holds more than one piece whatever the line's length.
+    """
+    while line := stream.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        size = len(line)
+        while (piece := stream.readline(limit)) and not piece.endswith(b"\n"):
+            size += len(piece)
+        yield OverlongLine(size + len(piece), limit)
 
 
 @dataclass(frozen=True)
@@ -98,7 +130,7 @@ class ReplayInterrupted(Exception):
 
 
 def replay_lines(
-    lines: Iterable[bytes | str],
+    lines: Iterable[bytes | str | OverlongLine],
     *,
     chunk_size: int = CHUNK_SIZE,
     on_progress: Callable[[ReplaySummary], None] | None = None,
@@ -109,7 +141,8 @@ def replay_lines(
 ) -> ReplaySummary:
     """Apply every request in ``lines`` in ``client_id``'s key space (default: the operator's).
 
-    ``lines`` holds JSON objects, one per line; blank lines are skipped. An unavailable
+    ``lines`` holds JSON objects, one per line (from ``read_lines``, which stands for a line
+    too long to read with an ``OverlongLine``); blank lines are skipped. An unavailable
     database is waited for up to ``retry_for`` seconds per outage (0: not at all).
     """
     if chunk_size < 1:
@@ -123,6 +156,10 @@ def replay_lines(
     growth = GrowthWatch(minimum=chunk_size)
     try:
         for number, raw in enumerate(lines, start=1):
+            if isinstance(raw, OverlongLine):
+                too_long = f"is {raw.size} bytes long; a line may hold at most {raw.limit}"
+                _count(summary, number, InvalidRequest({"body": too_long}), on_failure)
+                continue
             if not raw.strip():
                 continue
             try:

@@ -22,7 +22,7 @@ WAITING = "waiting for the database"
 REPLAY_HELP = f"""Apply every request of a JSON Lines file exactly once, then count the outcomes.
 
 Each line is {{"account_id": 1, "amount": 30, "idempotency_key": "k1"}}. Blank lines are \
-skipped; malformed lines count as invalid_request.
+skipped; malformed lines, and lines over 64 KiB, count as invalid_request.
 
 While the database is unavailable the replay waits and retries, for up to --retry-for \
 seconds; past that it stops and counts the lines not applied as unavailable.
@@ -192,13 +192,15 @@ class _FailureReport:
 
 
 class _CountingLines:
-    """Iterates over a binary stream's lines and remembers how many bytes were read."""
+    """Iterates over a binary stream's lines, each of bounded length, and remembers how many bytes were read."""
 
     def __init__(self, stream: BinaryIO):
         self.stream, self.bytes_read = stream, 0
 
     def __iter__(self):
-        for line in self.stream:
+        from energy.application.replay import read_lines
+
+        for line in read_lines(self.stream):
             self.bytes_read += len(line)
             yield line
 
