@@ -143,21 +143,12 @@ def test_rotate_refuses_a_bad_keep_old_for_with_exit_2_and_rotates_nothing(secon
     assert authenticate(old).name == "shop"
 
 
-def test_a_consume_from_the_command_line_is_logged_as_such():
+def test_a_consume_from_the_command_line_is_logged_as_such(caplog):
     import logging
 
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = logging.getLogger("energy.consume")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        invoke("seed", "--accounts", "1", "--energy", "100")
-        result = invoke("consume", "--account", "1", "--amount", "5", "--key", "by-hand", "--json")
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    caplog.set_level(logging.INFO, logger="energy")
+    invoke("seed", "--accounts", "1", "--energy", "100")
+    result = invoke("consume", "--account", "1", "--amount", "5", "--key", "by-hand", "--json")
     assert result.exit_code == 0, result.output
-    assert [(r.idempotency_key, r.channel) for r in records if hasattr(r, "idempotency_key")] == [("by-hand", "cli")]
+    assert [(r.idempotency_key, r.channel) for r in caplog.records if r.name == "energy.consume"] == [
+        ("by-hand", "cli")]

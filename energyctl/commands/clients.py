@@ -66,24 +66,34 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
         _show_clients(out, found)
 
 
-@clients.command(epilog="Example: energyctl clients rotate shop")
+@clients.command(epilog="Example: energyctl clients rotate shop --keep-old-for 3600")
 def rotate(
     name: str = typer.Argument(..., help="The client's name."),
+    keep_old_for: str = typer.Option("0", "--keep-old-for", metavar="SECONDS",
+                                     help="Keep the old token working this long (0 to 604800), "
+                                          "so the new one can be rolled out first."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Give a client a new token (printed once); the old one stops working at once.
+    """Give a client a new token (printed once); the old one stops working at once, or after \
+--keep-old-for seconds (both work meanwhile).
 
-    A revoked client is re-admitted with the new token. Exit 4 if there is no such client.
+    A revoked client is re-admitted with the new token only. Exit 2 for a bad --keep-old-for, \
+4 if there is no such client.
     """
     out = Output(as_json=as_json)
     try:
+        from energy.domain.clients import parse_keep_old_for
+
+        seconds = parse_keep_old_for(keep_old_for)  # refused before any database is started or reached
         prepare()
         from energy.application.clients import rotate_token
 
-        issued = rotate_token(name=name)
+        issued = rotate_token(name=name, keep_old_for=seconds)
     except EnergyError as exc:
         raise typer.Exit(out.fail(exc)) from None
     _show_token(out, {"client": issued.client, "token": issued.token})
+    if issued.old_token_kept_for:
+        out.note(f"The old token keeps working for {issued.old_token_kept_for} s, then stops.")
 
 
 @clients.command(epilog="Example: energyctl clients revoke shop")
