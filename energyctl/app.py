@@ -58,6 +58,8 @@ def main(args: list[str] | None = None) -> int:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return EXIT_CODES["interrupted"]
+    except SystemExit as exc:  # Typer's shell completion ends the process itself
+        return exc.code if isinstance(exc.code, int) else EXIT_CODES["ok" if exc.code is None else "internal_error"]
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
         if os.environ.get("ENERGYCTL_TRACEBACK") == "1":
             raise

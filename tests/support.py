@@ -127,16 +127,21 @@ def energyctl(*args: str, url: str | None = None, env: dict[str, str] | None = N
     return Run(tuple(args), done.returncode, done.stdout, done.stderr, parsed)
 
 
-def energyctl_here(capsys, *args: str) -> Run:
+def energyctl_here(*args: str) -> Run:
     """``energyctl ARGS`` through the console script's own ``main``, in this process (no process started).
 
-    It acts on the suite's test database; ``capsys`` (pytest's fixture) catches what it prints.
+    It acts on the suite's test database, and what it prints is caught on the way to
+    ``sys.stdout`` and ``sys.stderr``.
     """
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
     from energyctl.__main__ import main
 
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
+    stdout, stderr = StringIO(), StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        code = main(list(args))
+    out, err = stdout.getvalue(), stderr.getvalue()
     parsed = None
     if "--json" in args:
         try:

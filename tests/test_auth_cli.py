@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
-from typer.testing import CliRunner
 
-from energyctl.app import app
+from tests.support import energyctl_here
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def invoke(*args):
-    return CliRunner().invoke(app, list(args))
+    """``energyctl ARGS`` through the console script's own ``main``, in this process."""
+    run = energyctl_here(*args)
+    return SimpleNamespace(exit_code=run.returncode, stdout=run.stdout, stderr=run.stderr,
+                           output=run.stdout + run.stderr)
 
 
 def document(result) -> dict:

@@ -28,8 +28,8 @@ CONTRACT_EXIT = {
 
 
 @pytest.fixture
-def cli(capsys):
-    return lambda *args: energyctl_here(capsys, *args)
+def cli():
+    return energyctl_here
 
 
 @pytest.fixture
@@ -434,9 +434,10 @@ def test_serve_answers_http_requests(accounts):
     from tests.support import ENERGYCTL, free_port
 
     port = free_port()
+    shell = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}  # as a shell has it
     server = subprocess.Popen(
         [str(ENERGYCTL), "serve", "--port", str(port), "--workers", "2"],
-        env={**os.environ, "DATABASE_URL": test_database_url()},
+        env={**shell, "DATABASE_URL": test_database_url()},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     from energy.application.clients import add_client
@@ -450,7 +451,8 @@ def test_serve_answers_http_requests(accounts):
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
                 break
             except OSError:  # refused, reset, or a read that timed out while workers start
-                assert server.poll() is None and time.monotonic() < deadline, "serve did not come up"
+                assert server.poll() is None, server.stderr.read()
+                assert time.monotonic() < deadline, "serve did not come up"
                 time.sleep(0.2)
         body = json.dumps({"account_id": 1, "amount": 30, "idempotency_key": "http"}).encode()
         answers = []

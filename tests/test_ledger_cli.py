@@ -1,24 +1,21 @@
-"""``energyctl --version``, ``show``, ``history`` and ``audit``: in process and through the installed script."""
+"""``energyctl --version``, ``show``, ``history`` and ``audit``: through the console script's ``main`` in process,
+and through the installed script. Exit codes are the contract's."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from energyctl.app import app
-from energyctl.output import EXIT_CODES
+from tests.support import closed_port, energyctl, energyctl_here, test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-runner = CliRunner()
+# The contract's exit codes (CONTRACT.md).
+EXIT = {"invalid_request": 2, "account_not_found": 4, "client_not_found": 4, "key_not_found": 4}
 
 
-def invoke(*args):
-    return runner.invoke(app, list(args))
+@pytest.fixture
+def cli():
+    return energyctl_here
 
 
 def one_json_document(output: str) -> dict:
@@ -54,49 +51,44 @@ def snapshot() -> dict:
     return tables
 
 
-def script(*args, timeout=60):
-    from tests.test_cli import test_database_url
-
-    energyctl = Path(sys.executable).parent / "energyctl"
-    return subprocess.run([str(energyctl), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "DATABASE_URL": test_database_url()})
+def script(*args):
+    return energyctl(*args, url=test_database_url())
 
 
 # --version
 
-def test_version_prints_the_installed_distribution_version():
+def test_version_prints_the_installed_distribution_version(cli):
     from importlib.metadata import version
 
-    result = invoke("--version")
+    result = cli("--version")
 
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result
     assert result.stdout == f"energyctl {version('energyctl')}\n"
 
 
+@pytest.mark.slow
 def test_version_through_the_installed_script_needs_no_database():
-    energyctl = Path(sys.executable).parent / "energyctl"
-    done = subprocess.run([str(energyctl), "--version"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    done = energyctl("--version", url=f"postgresql://nobody@127.0.0.1:{closed_port()}/none")
 
     assert done.returncode == 0 and done.stdout.startswith("energyctl ") and done.stderr == "", done
 
 
 # show
 
-def test_show_prints_the_original_result_as_applied(ledger):
-    consume_again = invoke("consume", "--account", "1", "--amount", "30", "--key", "order-17", "--json")
+def test_show_prints_the_original_result_as_applied(cli, ledger):
+    consume_again = cli("consume", "--account", "1", "--amount", "30", "--key", "order-17", "--json")
     replayed = one_json_document(consume_again.stdout)
 
-    result = invoke("show", "--key", "order-17", "--json")
+    result = cli("show", "--key", "order-17", "--json")
 
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result
     assert one_json_document(result.stdout) == {**replayed, "status": "applied"} == ledger.to_dict()
 
 
-def test_show_reads_the_named_clients_key_space(ledger):
-    result = invoke("show", "--key", "order-17", "--client", "shop", "--json")
+def test_show_reads_the_named_clients_key_space(cli, ledger):
+    result = cli("show", "--key", "order-17", "--client", "shop", "--json")
 
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result
     assert one_json_document(result.stdout)["amount"] == 5
 
 
@@ -107,28 +99,28 @@ def test_show_reads_the_named_clients_key_space(ledger):
     (("--key", "nul\x00"), "invalid_request"),
     (("--key", "x" * 256), "invalid_request"),
 ])
-def test_show_failures_have_their_exit_code_and_one_json_error(ledger, args, outcome):
-    result = invoke("show", *args, "--json")
+def test_show_failures_have_their_exit_code_and_one_json_error(cli, ledger, args, outcome):
+    result = cli("show", *args, "--json")
 
-    assert result.exit_code == EXIT_CODES[outcome], result.output
+    assert result.returncode == EXIT[outcome], result
     body = one_json_document(result.stdout)
     assert (body["status"], body["error"]) == ("error", outcome) and body["detail"]
 
 
-def test_show_for_people_prints_a_table_and_errors_on_stderr(ledger):
-    found = invoke("show", "--key", "order-17")
-    missing = invoke("show", "--key", "order-99")
+def test_show_for_people_prints_a_table_and_errors_on_stderr(cli, ledger):
+    found = cli("show", "--key", "order-17")
+    missing = cli("show", "--key", "order-99")
 
-    assert found.exit_code == 0 and "applied" in found.stdout and "70" in found.stdout, found.output
-    assert missing.exit_code == 4 and missing.stdout == "" and "key_not_found" in missing.stderr
+    assert found.returncode == 0 and "applied" in found.stdout and "70" in found.stdout, found
+    assert missing.returncode == 4 and missing.stdout == "" and "key_not_found" in missing.stderr
 
 
 # history
 
-def test_history_lists_newest_first_with_the_client_of_each(ledger):
-    result = invoke("history", "--account", "1", "--json")
+def test_history_lists_newest_first_with_the_client_of_each(cli, ledger):
+    result = cli("history", "--account", "1", "--json")
 
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result
     body = one_json_document(result.stdout)
     assert (body["account_id"], body["energy"]) == (1, 45)
     assert [(c["idempotency_key"], c["client"], c["balance_after"]) for c in body["consumptions"]] == [
@@ -137,16 +129,16 @@ def test_history_lists_newest_first_with_the_client_of_each(ledger):
     assert body["consumptions"][-1] == {**ledger.to_dict(), "client": "operator"}
 
 
-def test_history_limit_keeps_the_newest(ledger):
-    body = one_json_document(invoke("history", "--account", "1", "--limit", "1", "--json").stdout)
+def test_history_limit_keeps_the_newest(cli, ledger):
+    body = one_json_document(cli("history", "--account", "1", "--limit", "1", "--json").stdout)
 
     assert [c["balance_after"] for c in body["consumptions"]] == [45]
 
 
-def test_history_of_an_account_without_consumptions_is_empty(ledger):
-    result = invoke("history", "--account", "2", "--json")
+def test_history_of_an_account_without_consumptions_is_empty(cli, ledger):
+    result = cli("history", "--account", "2", "--json")
 
-    assert result.exit_code == 0
+    assert result.returncode == 0
     assert one_json_document(result.stdout) == {"account_id": 2, "energy": 100, "consumptions": []}
 
 
@@ -158,26 +150,26 @@ def test_history_of_an_account_without_consumptions_is_empty(ledger):
     (("--account", "1", "--limit", "ten"), "invalid_request"),
     (("--account", "1", "--limit", "99999999999999999999999"), "invalid_request"),
 ])
-def test_history_failures_have_their_exit_code_and_one_json_error(ledger, args, outcome):
-    result = invoke("history", *args, "--json")
+def test_history_failures_have_their_exit_code_and_one_json_error(cli, ledger, args, outcome):
+    result = cli("history", *args, "--json")
 
-    assert result.exit_code == EXIT_CODES[outcome], result.output
+    assert result.returncode == EXIT[outcome], result
     assert one_json_document(result.stdout)["error"] == outcome
 
 
-def test_history_for_people_prints_a_table(ledger):
-    result = invoke("history", "--account", "1")
+def test_history_for_people_prints_a_table(cli, ledger):
+    result = cli("history", "--account", "1")
 
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result
     assert "45 energy" in result.stdout and "shop" in result.stdout and "order-18" in result.stdout
 
 
-def test_show_and_history_never_change_the_database(ledger):
+def test_show_and_history_never_change_the_database(cli, ledger):
     before = snapshot()
     for args in (("show", "--key", "order-17"), ("show", "--key", "order-17", "--json"),
                  ("show", "--key", "missing", "--json"), ("history", "--account", "1"),
                  ("history", "--account", "1", "--json", "--limit", "1000"), ("history", "--account", "9")):
-        invoke(*args)
+        cli(*args)
 
     assert snapshot() == before
 
@@ -200,37 +192,38 @@ def test_show_and_history_run_in_a_read_only_transaction(ledger, monkeypatch):
 
 # audit
 
-def test_audit_of_a_clean_ledger_exits_0_with_the_contract_shape(ledger):
-    result = invoke("audit", "--json")
+def test_audit_of_a_clean_ledger_exits_0_with_the_contract_shape(cli, ledger):
+    result = cli("audit", "--json")
 
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result
     body = one_json_document(result.stdout)
     assert set(body) == {"accounts", "consumptions", "violations", "seconds"}
     assert (body["accounts"], body["consumptions"], body["violations"]) == (2, 3, [])
 
 
-def test_audit_with_violations_exits_1_and_names_the_account(ledger):
+def test_audit_with_violations_exits_1_and_names_the_account(cli, ledger):
     from energy.models import Account
 
     Account.objects.filter(pk=2).update(energy=99)
-    as_json = invoke("audit", "--json")
-    for_people = invoke("audit")
+    as_json = cli("audit", "--json")
+    for_people = cli("audit")
 
-    assert as_json.exit_code == 1, as_json.output
+    assert as_json.returncode == 1, as_json
     violations = one_json_document(as_json.stdout)["violations"]
     assert violations and {v["account_id"] for v in violations} == {2}
     assert "problem" in violations[0]
-    assert for_people.exit_code == 1 and "violations" in for_people.stdout and "energy is 99" in for_people.stdout
+    assert for_people.returncode == 1 and "violations" in for_people.stdout and "energy is 99" in for_people.stdout
 
 
-def test_audit_for_people_says_consistent(ledger):
-    result = invoke("audit")
+def test_audit_for_people_says_consistent(cli, ledger):
+    result = cli("audit")
 
-    assert result.exit_code == 0 and "consistent" in result.stdout and "3 consumptions" in result.stdout
+    assert result.returncode == 0 and "consistent" in result.stdout and "3 consumptions" in result.stdout
 
 
 # Through the installed script: what a runbook runs.
 
+@pytest.mark.slow
 def test_each_command_through_the_installed_script(ledger):
     from energy.models import Account
 
@@ -254,25 +247,21 @@ def test_each_command_through_the_installed_script(ledger):
         assert len(done.stdout.splitlines()) == 1 and "Traceback" not in done.stderr, done
 
 
+@pytest.mark.slow
 def test_an_unreachable_database_exits_75_for_each_command():
-    from tests.test_reliability import closed_port
-
-    energyctl = Path(sys.executable).parent / "energyctl"
-    env = {**os.environ, "DATABASE_URL": f"postgresql://energy@127.0.0.1:{closed_port()}/energyctl"}
+    url = f"postgresql://energy@127.0.0.1:{closed_port()}/energyctl"
     for args in (("show", "--key", "k"), ("history", "--account", "1"), ("audit",)):
-        done = subprocess.run([str(energyctl), *args, "--json"], capture_output=True, text=True, timeout=60, env=env)
+        done = energyctl(*args, "--json", url=url)
         assert done.returncode == 75, done
         assert json.loads(done.stdout)["error"] == "unavailable" and "Traceback" not in done.stderr
 
 
 # Shell completion, the Typer way.
 
+@pytest.mark.slow
 def test_shell_completion_offers_commands_and_their_options():
-    energyctl = Path(sys.executable).parent / "energyctl"
-
     def complete(words: str, cword: int) -> list[str]:
-        env = {**os.environ, "_ENERGYCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
-        done = subprocess.run([str(energyctl)], capture_output=True, text=True, timeout=60, env=env)
+        done = energyctl(env={"_ENERGYCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)})
         assert done.returncode == 0, done
         return done.stdout.split()
 
@@ -280,7 +269,7 @@ def test_shell_completion_offers_commands_and_their_options():
     assert {"--account", "--limit", "--json"} <= set(complete("energyctl history --", 2))
 
 
-def test_show_completion_prints_a_script_for_the_shell():
-    result = invoke("--show-completion", "bash")
+def test_show_completion_prints_a_script_for_the_shell(cli):
+    result = cli("--show-completion", "bash")
 
-    assert result.exit_code == 0 and "_energyctl_completion" in result.stdout, result.output
+    assert result.returncode == 0 and "_energyctl_completion" in result.stdout, result

@@ -8,14 +8,30 @@ from __future__ import annotations
 import typer
 
 from energy.domain.exceptions import EnergyError, InvalidRequest
-from energyctl.output import JSON_HELP, Output, escape
+from energyctl.output import JSON_HELP, Output, escape, exit_help
 from energyctl.prepare import prepare
 
 STORE_IT_NOW = ("[bold yellow]Store this token now, it will not be shown again.[/] "
                 "Send it as 'Authorization: Bearer <token>'.")
 
+ADD_HELP = f"""Add a client and print its token, once. A bad or taken name is invalid_request.
+
+{exit_help("ok", "invalid_request", "unavailable")}
+"""
+ROTATE_HELP = f"""Give a client a new token (printed once); the old one stops working at once, or after \
+--keep-old-for seconds (both work meanwhile).
+
+A revoked client is re-admitted with the new token only. A bad --keep-old-for is invalid_request.
+
+{exit_help("ok", "invalid_request", "client_not_found", "unavailable")}
+"""
+REVOKE_HELP = f"""Revoke a client's token: it stops working at once.
+
+{exit_help("ok", "invalid_request", "client_not_found", "unavailable")}
+"""
+
 clients = typer.Typer(
-    name="clients", no_args_is_help=True, rich_markup_mode="rich",
+    name="clients", no_args_is_help=True, rich_markup_mode=None,
     help="Clients of the HTTP API: each has one token, scopes and an account allow-list.",
 )
 
@@ -24,16 +40,16 @@ def register(app: typer.Typer) -> None:
     app.add_typer(clients)
 
 
-@clients.command(epilog="Example: energyctl clients add shop --accounts 1,2")
+@clients.command(help=ADD_HELP, epilog="Example: energyctl clients add shop --accounts 1,2")
 def add(
-    name: str = typer.Argument(..., help="1-64 letters, digits, '.', '_' or '-'; 'operator' is reserved."),
+    name: str = typer.Argument(..., metavar="NAME",
+                               help="1-64 letters, digits, '.', '_' or '-'; 'operator' is reserved."),
     accounts: str = typer.Option(None, "--accounts", metavar="1,2,3", show_default=False,
                                  help="The only accounts the client may use."),
     all_accounts: bool = typer.Option(False, "--all-accounts", help="The client may use every account."),
     read_only: bool = typer.Option(False, "--read-only", help="Scope 'read' only (default: 'consume' and 'read')."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Add a client and print its token, once. Exit 2 for a bad or taken name."""
     out = Output(as_json=as_json)
     try:
         from energy.domain.clients import check_name
@@ -66,20 +82,14 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
         _show_clients(out, found)
 
 
-@clients.command(epilog="Example: energyctl clients rotate shop --keep-old-for 3600")
+@clients.command(help=ROTATE_HELP, epilog="Example: energyctl clients rotate shop --keep-old-for 3600")
 def rotate(
-    name: str = typer.Argument(..., help="The client's name."),
+    name: str = typer.Argument(..., metavar="NAME", help="The client's name."),
     keep_old_for: str = typer.Option("0", "--keep-old-for", metavar="SECONDS",
                                      help="Keep the old token working this long (0 to 604800), "
                                           "so the new one can be rolled out first."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Give a client a new token (printed once); the old one stops working at once, or after \
---keep-old-for seconds (both work meanwhile).
-
-    A revoked client is re-admitted with the new token only. Exit 2 for a bad --keep-old-for, \
-4 if there is no such client.
-    """
     out = Output(as_json=as_json)
     try:
         from energy.domain.clients import parse_keep_old_for
@@ -96,12 +106,11 @@ def rotate(
         out.note(f"The old token keeps working for {issued.old_token_kept_for} s, then stops.")
 
 
-@clients.command(epilog="Example: energyctl clients revoke shop")
+@clients.command(help=REVOKE_HELP, epilog="Example: energyctl clients revoke shop")
 def revoke(
-    name: str = typer.Argument(..., help="The client's name."),
+    name: str = typer.Argument(..., metavar="NAME", help="The client's name."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Revoke a client's token: it stops working at once. Exit 4 if there is no such client."""
     out = Output(as_json=as_json)
     try:
         prepare()

@@ -9,12 +9,22 @@ import typer
 from energy.db.redact import redact_url
 from energy.domain.exceptions import EnergyError, Unavailable
 from energyctl.http_server import DEFAULT_PROCESSES, DEFAULT_THREADS
-from energyctl.output import EXIT_CODES, Output
+from energyctl.output import EXIT_CODES, Output, exit_help
+
+MIGRATE_HELP = f"""Apply the database migrations to DATABASE_URL (or to the embedded PostgreSQL).
+
+{exit_help("ok", "unavailable")}
+"""
+SERVE_HELP = f"""Serve the HTTP API (POST /api/energy/consume/, GET /api/energy/accounts/<id>/) with waitress.
+
+It runs until stopped (SIGTERM or Ctrl-C). {exit_help("invalid_request", "configuration", "unavailable")}
+"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: DATABASE_URL=postgresql://app@db/energy energyctl migrate")(migrate)
-    app.command(epilog="Example: energyctl serve --port 8000")(serve)
+    app.command(help=MIGRATE_HELP, epilog="Example: DATABASE_URL=postgresql://app@db/energy energyctl migrate")(
+        migrate)
+    app.command(help=SERVE_HELP, epilog="Example: energyctl serve --port 8000")(serve)
 
 
 def migrate() -> None:
