@@ -24,13 +24,15 @@ import time
 from itertools import count
 from pathlib import Path
 
-# The console script's own steps, with the completion options switched by the first argument.
+# The console script's steps (the app built for the command named, run by Click), with the
+# completion options switched by the first argument.
 RUN_CLI = (
-    "import sys\n"
-    "from energyctl.app import _requested_command, build_app\n"
+    "import sys, typer\n"
+    "from energyctl.app import build_app\n"
     "completion, args = sys.argv[1] == 'with', sys.argv[2:]\n"
-    "sys.argv = ['energyctl', *args]\n"
-    "build_app(_requested_command(args), completion=completion)(prog_name='energyctl')\n"
+    "named = next((arg for arg in args if not arg.startswith('-')), None)\n"
+    "command = typer.main.get_command(build_app(named, completion=completion))\n"
+    "sys.exit(command.main(args, prog_name='energyctl', standalone_mode=False) or 0)\n"
 )
 
 
