@@ -441,3 +441,31 @@ def test_the_consume_log_names_the_channel_each_request_came_by(shop, caplog):
     assert [(r.idempotency_key, r.channel) for r in records] == [("order-17", "http"),
                                                                   ("from-the-command-line", "cli")]
     assert shop not in "\n".join(rendered(r) for r in records)
+
+
+@pytest.mark.slow
+def test_through_a_real_server_a_kept_token_works_until_its_end_then_is_401(shop, tmp_path):
+    from tests.http_server import Server
+    from tests.support import test_database_url
+
+    log = tmp_path / "server.log"
+    small = {**BODY, "amount": 10}
+    server = Server(test_database_url(), log, workers=1, ENERGYCTL_LOG_LEVEL="INFO", ENERGYCTL_LOG_FORMAT="json")
+    try:
+        second = rotate_token(name="shop", keep_old_for=3600).token
+        assert server.consume(shop, small)[0] == 201
+        assert server.consume(second, {**small, "idempotency_key": "second"})[0] == 201
+        third = rotate_token(name="shop", keep_old_for=1).token
+        status, headers, _ = server.consume(shop, {**small, "idempotency_key": "first-again"})
+        assert (status, headers["WWW-Authenticate"]) == (401, "Bearer")  # ended by the later rotation
+        assert server.consume(second, {**small, "idempotency_key": "still"})[0] == 201
+        database_clock_passes("shop")
+        assert server.consume(second, {**small, "idempotency_key": "late"})[0] == 401
+        assert server.consume(third, {**small, "idempotency_key": "third"})[0] == 201
+    finally:
+        server.close()
+    records = [json.loads(text) for text in log.read_text().splitlines() if text.startswith("{")]
+    consumes = [r for r in records if r.get("name") == "energy.consume"]
+    assert [(r["idempotency_key"], r["channel"]) for r in consumes] == [
+        ("order-17", "http"), ("second", "http"), ("still", "http"), ("third", "http")]
+    assert not any(token in log.read_text() for token in (shop, second, third))
