@@ -115,3 +115,54 @@ def test_every_command_and_the_server_refuse_a_bad_setting_with_one_line(tmp_pat
     assert done.stderr.count("\n") == 1 and "ENERGYCTL_LOCK_TIMEOUT_MS" in done.stderr, done
     assert "Traceback" not in done.stderr and done.stdout == "", done
     assert not (tmp_path / "pgdata").exists()
+
+
+@pytest.fixture
+def own_databases():
+    """Databases of this test's own on the suite's server, each with one row of real data; dropped afterwards."""
+    import psycopg
+
+    from tests.support import test_database_url
+
+    made = []
+
+    def make(name: str) -> str:
+        with psycopg.connect(test_database_url("postgres"), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        url = test_database_url(name)
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute("CREATE TABLE precious (value text); INSERT INTO precious VALUES ('kept')")
+        return url
+
+    def still_there(url: str) -> bool:
+        with psycopg.connect(url) as db:
+            return db.execute("SELECT value FROM precious").fetchall() == [("kept",)]
+
+    make.still_there = still_there
+    yield make
+    with psycopg.connect(test_database_url("postgres"), autocommit=True) as admin:
+        for name in made:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_bench_refuses_to_work_in_the_database_energyctl_uses(own_databases):
+    url = own_databases("bench_home")
+    done = energyctl("bench", "--seconds", "1", "--only", "single", "--json", url=url,
+                     env={"ENERGYCTL_BENCH_DATABASE": "bench_home"})
+    assert done.returncode == 2, done
+    assert done.json["error"] == "invalid_request" and "ENERGYCTL_BENCH_DATABASE" in done.json["detail"], done
+    assert own_databases.still_there(url)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_bench_never_drops_a_database_it_did_not_create(own_databases):
+    home = own_databases("bench_other")
+    taken = own_databases("bench_other_bench")  # the name the benchmark would pick, already someone's
+    done = energyctl("bench", "--seconds", "1", "--only", "single", "--json", url=home)
+    assert done.returncode == 2, done
+    assert "did not create" in done.json["detail"] and "ENERGYCTL_BENCH_DATABASE" in done.json["detail"], done
+    assert own_databases.still_there(taken) and own_databases.still_there(home)

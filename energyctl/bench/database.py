@@ -1,4 +1,9 @@
-"""The benchmark's own database on the configured server, so real data is never touched."""
+"""The benchmark's own database on the configured server, so real data is never touched.
+
+The benchmark drops and recreates its database between workloads. It does so only to a
+database it created itself, which it marks with a comment: never the one DATABASE_URL names,
+and never another that happens to have the name it would use.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from dataclasses import dataclass
 
 # Appended to the configured database's name: the benchmark drops and recreates this one.
 BENCH_SUFFIX = "_bench"
+# The comment on every database the benchmark creates; one without it is never dropped.
+MARK = "energyctl bench: a scratch database, dropped and recreated by every run"
 # Every account starts this rich, so a run of any length never ends in insufficient_energy.
 START_ENERGY = 10**15
 
@@ -24,7 +31,10 @@ class Target:
 
 
 def prepare() -> Target:
-    """Recreate the benchmark database next to the configured one and migrate it."""
+    """Recreate the benchmark database next to the configured one and migrate it.
+
+    Raises ValueError (the command's invalid_request) for a name that is not the benchmark's to drop.
+    """
     from django.core.management import call_command
     from django.db import connection
 
@@ -32,8 +42,11 @@ def prepare() -> Target:
         raise SystemExit("the benchmark needs PostgreSQL (DATABASE_URL is not postgresql://…)")
     params = connection.get_connection_params()
     server = {k: params[k] for k in ("host", "port", "user", "password") if params.get(k)}
-    name = os.environ.get("ENERGYCTL_BENCH_DATABASE") or connection.settings_dict["NAME"] + BENCH_SUFFIX
     home = connection.settings_dict["NAME"]
+    name = os.environ.get("ENERGYCTL_BENCH_DATABASE") or home + BENCH_SUFFIX
+    if name == home:
+        raise ValueError(f"ENERGYCTL_BENCH_DATABASE names {name!r}, the database energyctl uses; the benchmark "
+                         "drops and reloads its database, so give it a name of its own")
     _recreate(server, name, home)
     connection.close()
     connection.settings_dict["NAME"] = name
@@ -56,8 +69,15 @@ def _recreate(server: dict, name: str, fallback_db: str) -> None:
     except psycopg.OperationalError:
         admin = psycopg.connect(dbname=fallback_db, autocommit=True, **server)
     with admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        found = admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                              [name]).fetchone()
+        if found is not None and found[0] != MARK:
+            raise ValueError(f"a database named {name!r} exists and energyctl bench did not create it, so it is "
+                             "never dropped; set ENERGYCTL_BENCH_DATABASE to a new name")
+        database = sql.Identifier(name)
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(database))
+        admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(database, sql.Literal(MARK)))
 
 
 def reset(target: Target, accounts: int) -> None:
