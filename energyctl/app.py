@@ -148,7 +148,9 @@ def _configure(
         envvar="DATABASE_URL",
         metavar="URL",
         show_default=False,
-        help="postgresql://… or sqlite:///path. Unset: an embedded PostgreSQL in a per-user data directory.",
+        help="postgresql://… or sqlite:///path. Unset: an embedded PostgreSQL in a per-user data directory. "
+             "Prefer the DATABASE_URL environment variable: a URL given here, password included, is visible "
+             "to other users of the machine in the process list (ps).",
     ),
     version: bool = typer.Option(
         False, "--version", is_eager=True, callback=_print_version, help="Print the installed version and exit."

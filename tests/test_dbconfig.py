@@ -166,3 +166,13 @@ def test_bench_never_drops_a_database_it_did_not_create(own_databases):
     assert done.returncode == 2, done
     assert "did not create" in done.json["detail"] and "ENERGYCTL_BENCH_DATABASE" in done.json["detail"], done
     assert own_databases.still_there(taken) and own_databases.still_there(home)
+
+
+def test_the_database_url_option_warns_that_the_process_list_shows_it(capsys):
+    from energyctl.app import main
+
+    assert main(["--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--database-url" in shown
+    assert "visible to other users of the machine in the process list" in shown
+    assert "Prefer the DATABASE_URL environment variable" in shown
