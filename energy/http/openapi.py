@@ -4,6 +4,7 @@ The serializers here describe bodies for the document only: the views validate w
 domain's own rules (energy.domain.requests), which the schema test holds this to.
 """
 
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
@@ -21,12 +22,18 @@ class BearerScheme(OpenApiAuthenticationExtension):
                 "description": "A client token from `energyctl clients add` or `energyctl clients rotate`."}
 
 
+# No control character (C0, DEL, C1) anywhere in a key.
+NO_CONTROL = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+
+
 class ConsumeBody(serializers.Serializer):
     account_id = serializers.IntegerField(min_value=1, max_value=MAX_INT64)
     amount = serializers.IntegerField(min_value=1, max_value=MAX_INT64)
     idempotency_key = serializers.CharField(
-        min_length=1, max_length=MAX_KEY_LENGTH, required=False,
-        help_text="Required here or in the Idempotency-Key header (both: they must agree). Scoped per client.")
+        min_length=1, max_length=MAX_KEY_LENGTH, required=False, allow_null=True,
+        validators=[RegexValidator(NO_CONTROL)],
+        help_text="Required here or in the Idempotency-Key header (both: they must agree; null is the same as "
+                  "absent). Scoped per client; no control characters.")
 
 
 class ConsumeResult(serializers.Serializer):
@@ -76,31 +83,60 @@ def _error(description: str) -> OpenApiResponse:
     return OpenApiResponse(Error, description=description)
 
 
+# Parameters whose rules the views enforce, with the same bounds (energy.domain.requests).
+POSITIVE_ID = {"type": "integer", "minimum": 1, "maximum": MAX_INT64}
+ACCOUNT_ID = OpenApiParameter("account_id", POSITIVE_ID, OpenApiParameter.PATH, required=True,
+                              description="A positive integer that fits a signed 64-bit column.")
+# A key as the rules accept it: 1-255 characters, none of them a control character.
+KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": NO_CONTROL}
+# The Idempotency-Key header: an RFC 8941 sf-string ("abc", escapes \" and \\) or a bare token,
+# naming a key of 1-255 characters (energy.domain.requests.key_from_header).
+KEY_HEADER_PATTERN = (r'^(?:"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255}"'
+                      r"|[!#$%&'*+.^_`|~0-9A-Za-z:/-]{1,255})$")
+
 UNAUTHENTICATED = _error("unauthenticated: missing, malformed, unknown or revoked token "
                          "(with WWW-Authenticate: Bearer)")
 FORBIDDEN = _error("forbidden: the token lacks the scope, or the account is outside the client's allow-list")
 INVALID = _error("invalid_request: the input breaks a rule; `fields` names each field")
-UNAVAILABLE = _error("unavailable: the database did not answer in time; retry (same key) after Retry-After")
+NOT_ACCEPTABLE = _error("invalid_request: the Accept header allows no JSON answer")
+UNAVAILABLE = _error("unavailable: the service cannot answer right now; retry (the same key) after Retry-After. "
+                     "The detail is a fixed sentence with an error id; the server's log says why under that id")
+INTERNAL_ERROR = _error("internal_error: the server failed; the detail carries an error id, its log the traceback")
+WITH_TOKEN = {401: UNAUTHENTICATED, 403: FORBIDDEN}
+ALWAYS = {406: NOT_ACCEPTABLE, 500: INTERNAL_ERROR, 503: UNAVAILABLE}
+RETRY_AFTER = OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, response=[503], required=True,
+                               description="Seconds to wait before retrying.")
+WWW_AUTHENTICATE = OpenApiParameter("WWW-Authenticate", {"type": "string", "enum": ["Bearer"]},
+                                    OpenApiParameter.HEADER, response=[401], required=True)
 
 CONSUME = {
     "summary": "Spend energy from an account, exactly once per idempotency key of this client",
     "description": "Needs scope `consume` and the account on the client's allow-list. Answers in this order: "
-                   "401 (token), 400 (input), 403 (scope, allow-list), then the outcome.",
+                   "401 (token), 400 (input), 403 (scope, allow-list), then the outcome. The key comes in the "
+                   "body or in the Idempotency-Key header (one of them is required; both: they must agree).",
     "request": ConsumeBody,
-    "parameters": [OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                                    description="The idempotency key, instead of the body's.")],
+    "parameters": [
+        OpenApiParameter("Idempotency-Key", {"type": "string", "pattern": KEY_HEADER_PATTERN},
+                         OpenApiParameter.HEADER, required=False,
+                         description='The idempotency key, instead of the body\'s: a structured-field string '
+                                     '("abc", with \\" and \\\\ as its only escapes) or a bare token (abc); both '
+                                     "name the key abc. A key with other characters goes in the body."),
+        OpenApiParameter("Idempotent-Replayed", {"type": "string", "enum": ["true"]}, OpenApiParameter.HEADER,
+                         response=[200], required=True, description="This answer is the original one, replayed."),
+        RETRY_AFTER, WWW_AUTHENTICATE,
+    ],
     "responses": {
         201: OpenApiResponse(ConsumeResult, description="applied"),
         200: OpenApiResponse(ConsumeResult, description="replayed: the original result, with "
                                                         "Idempotent-Replayed: true"),
         400: INVALID,
-        401: UNAUTHENTICATED,
-        403: FORBIDDEN,
+        **WITH_TOKEN,
         404: _error("account_not_found"),
         409: _error("insufficient_energy: nothing recorded; a retry is evaluated afresh"),
+        413: _error("invalid_request: the body is larger than 64 KiB"),
         415: _error("invalid_request: the body must be application/json"),
         422: _error("idempotency_key_mismatch: this client used the key for another account or amount"),
-        503: UNAVAILABLE,
+        **ALWAYS,
     },
     "examples": [OpenApiExample("consume", {"account_id": 1, "amount": 30, "idempotency_key": "order-17"},
                                 request_only=True)],
@@ -109,16 +145,17 @@ CONSUME = {
 ACCOUNT = {
     "summary": "The energy left on an account",
     "description": "Needs scope `read` and the account on the client's allow-list.",
-    "parameters": [OpenApiParameter("account_id", int, OpenApiParameter.PATH, description="A positive integer.")],
-    "responses": {200: Balance, 400: INVALID, 401: UNAUTHENTICATED, 403: FORBIDDEN,
-                  404: _error("account_not_found"), 503: UNAVAILABLE},
+    "parameters": [ACCOUNT_ID, RETRY_AFTER, WWW_AUTHENTICATE],
+    "responses": {200: Balance, 400: INVALID, **WITH_TOKEN, 404: _error("account_not_found"), **ALWAYS},
 }
 
 HEALTH = {
     "summary": "Whether the service and its database answer (no token)",
     "description": "200 when the database answers `SELECT 1`, else 503 with Retry-After.",
     "auth": [],
-    "responses": {200: Health, 503: UNAVAILABLE},
+    "parameters": [RETRY_AFTER],
+    "responses": {200: Health, 400: _error("invalid_request: the Host header names no host this server answers to"),
+                  **ALWAYS},
 }
 
 ACCOUNT_CONSUMPTIONS = {
@@ -126,27 +163,49 @@ ACCOUNT_CONSUMPTIONS = {
     "description": "Needs scope `read` and the account on the client's allow-list. Pages follow a cursor: "
                    "`next` links to the older ones (`before` = the last consumption id shown).",
     "parameters": [
-        OpenApiParameter("account_id", int, OpenApiParameter.PATH, description="A positive integer."),
-        OpenApiParameter("limit", int, OpenApiParameter.QUERY, required=False,
+        ACCOUNT_ID,
+        OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_LIMIT, "default": 20},
+                         OpenApiParameter.QUERY, required=False,
                          description=f"Consumptions per page, 1 to {MAX_PAGE_LIMIT} (default 20)."),
-        OpenApiParameter("before", int, OpenApiParameter.QUERY, required=False,
-                         description="Only consumptions older than this one of the account (from `next`)."),
+        OpenApiParameter("before", POSITIVE_ID, OpenApiParameter.QUERY, required=False,
+                         description="Only consumptions older than this one (from `next`); an id that is not "
+                                     "one of this client's consumptions of the account is 400."),
+        RETRY_AFTER, WWW_AUTHENTICATE,
     ],
-    "responses": {200: AccountHistory, 400: INVALID, 401: UNAUTHENTICATED, 403: FORBIDDEN,
-                  404: _error("account_not_found"), 503: UNAVAILABLE},
+    "responses": {200: AccountHistory, 400: INVALID, **WITH_TOKEN, 404: _error("account_not_found"), **ALWAYS},
 }
 
 CONSUMPTION = {
     "summary": "The stored record of one of this client's own idempotency keys; changes nothing",
     "description": "Needs scope `read`; the record's account must be on the client's allow-list. Another "
                    "client's key is a 404, like a key nobody sent.",
-    "parameters": [OpenApiParameter("key", str, OpenApiParameter.PATH,
-                                    description="The idempotency key, URL-encoded (a `/` as `%2F`).")],
-    "responses": {200: StoredRecord, 400: INVALID, 401: UNAUTHENTICATED, 403: FORBIDDEN,
-                  404: _error("key_not_found: this client has applied no request under this key"),
-                  503: UNAVAILABLE},
+    "parameters": [OpenApiParameter("key", KEY_SCHEMA, OpenApiParameter.PATH, required=True,
+                                    description="The idempotency key, URL-encoded (a `/` as `%2F`)."),
+                   RETRY_AFTER, WWW_AUTHENTICATE],
+    "responses": {200: StoredRecord, 400: INVALID, **WITH_TOKEN,
+                  404: _error("key_not_found: this client has applied no request under this key"), **ALWAYS},
 }
 
 
+def add_links(result, generator, request, public):
+    """drf-spectacular post-processing: what a consume's answer leads to (OpenAPI links), for readers
+    and for tools that follow them (schemathesis' stateful phase)."""
+    consume = result["paths"].get("/api/energy/consume/", {}).get("post")
+    if consume:
+        links = {
+            "TheStoredRecord": {"operationId": "api_energy_consumptions_retrieve",
+                                "parameters": {"key": "$response.body#/idempotency_key"}},
+            "TheAccount": {"operationId": "api_energy_accounts_retrieve",
+                           "parameters": {"account_id": "$response.body#/account_id"}},
+            "TheAccountsConsumptions": {"operationId": "api_energy_accounts_consumptions_retrieve",
+                                        "parameters": {"account_id": "$response.body#/account_id"}},
+        }
+        for status in ("200", "201"):
+            consume["responses"][status]["links"] = links
+    return result
+
+
 # The schema view's own settings on top of SPECTACULAR_SETTINGS.
-DOCUMENT_SETTINGS: dict = {}
+DOCUMENT_SETTINGS: dict = {
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "energy.http.openapi.add_links"],
+}
