@@ -118,13 +118,7 @@ def energyctl(*args: str, url: str | None = None, env: dict[str, str] | None = N
         base["DATABASE_URL"] = url
     done = subprocess.run([str(ENERGYCTL), *args], input=stdin, capture_output=True, text=True, timeout=timeout,
                           env={**base, **(env or {})}, cwd=cwd)
-    parsed = None
-    if "--json" in args:
-        try:
-            parsed = json.loads(done.stdout)
-        except ValueError:
-            parsed = None
-    return Run(tuple(args), done.returncode, done.stdout, done.stderr, parsed)
+    return Run(tuple(args), done.returncode, done.stdout, done.stderr, _json_of(args, done.stdout))
 
 
 def energyctl_here(*args: str) -> Run:
@@ -141,14 +135,17 @@ def energyctl_here(*args: str) -> Run:
     stdout, stderr = StringIO(), StringIO()
     with redirect_stdout(stdout), redirect_stderr(stderr):
         code = main(list(args))
-    out, err = stdout.getvalue(), stderr.getvalue()
-    parsed = None
-    if "--json" in args:
-        try:
-            parsed = json.loads(out)
-        except ValueError:
-            parsed = None
-    return Run(tuple(args), code, out, err, parsed)
+    return Run(tuple(args), code, stdout.getvalue(), stderr.getvalue(), _json_of(args, stdout.getvalue()))
+
+
+def _json_of(args: tuple[str, ...], stdout: str):
+    """stdout parsed, when ``--json`` was asked for and it parses; else None (the test shows why)."""
+    if "--json" not in args:
+        return None
+    try:
+        return json.loads(stdout)
+    except ValueError:
+        return None
 
 
 # --- Worker processes ------------------------------------------------------------------------------
