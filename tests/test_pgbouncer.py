@@ -108,7 +108,7 @@ def test_the_documented_set_up_works_on_the_first_try(bouncer, cluster):
         admin.execute("ALTER DATABASE first_try SET synchronous_commit = off")
     url = bouncer.url("first_try")
     migrated = run("migrate", url=url)
-    assert migrated.returncode == 0, migrated
+    assert migrated.returncode == 0 and "RECONNECT" not in migrated.stderr, migrated
     seeded = run("seed", "--accounts", "1", "--energy", "100", url=url)
     assert seeded.returncode == 0, seeded
     done = run("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
@@ -159,7 +159,9 @@ def test_a_pooled_server_connection_older_than_the_role_settings_is_corrected_on
         assert lock_timeout == "0"
         # migrate run elsewhere (directly on the server): the role settings exist, the pooled
         # server connection predates them.
-        assert energyctl("migrate", url=cluster.info.url("stale"), env=POOLED).returncode == 0
+        migrated = energyctl("migrate", url=cluster.info.url("stale"), env=POOLED)
+        assert migrated.returncode == 0, migrated
+        assert "1 server connection(s)" in migrated.stderr and "RECONNECT" in migrated.stderr, migrated
         assert run("seed", "--accounts", "1", "--energy", "100", url=url).returncode == 0
         done = run("consume", "--account", "1", "--amount", "5", "--key", "k", "--json", url=url)
         assert (done.returncode, done.json and done.json["status"]) == (0, "applied"), done

@@ -9,7 +9,7 @@ import typer
 from energy.db.redact import redact_url
 from energy.domain.exceptions import EnergyError, Unavailable
 from energyctl.http_server import DEFAULT_PROCESSES, DEFAULT_THREADS
-from energyctl.output import EXIT_CODES, Output, exit_help
+from energyctl.output import Output, exit_help
 
 MIGRATE_HELP = f"""Apply the database migrations to DATABASE_URL (or to the embedded PostgreSQL).
 
@@ -34,17 +34,35 @@ def migrate() -> None:
     from energyctl.prepare import prepare
 
     out = Output()
-    prepare()
+    try:
+        prepare()
+    except EnergyError as exc:
+        raise typer.Exit(out.fail(exc)) from None
     from energy.db.guard import database_guard
 
     try:
         with database_guard(migrating=True):
             apply_migrations(verbosity=1, stdout=out.out.file)
             mark_embedded_schema_current()
+            older = _sessions_older_than_the_role_settings()
     except Unavailable as exc:
-        raise typer.Exit(out.problem(exc.outcome, f"cannot migrate {describe_database()}: {exc.reason}", None,
-                                     EXIT_CODES[exc.outcome])) from None
+        raise typer.Exit(out.problem(exc.outcome, f"cannot migrate {describe_database()}: {exc.reason}")) from None
     out.out.print(f"[green]The schema of {describe_database()} is up to date.[/]")
+    if older:
+        out.note(f"{older} server connection(s) to this database opened before these role settings keep the old "
+                 "values until energyctl is handed them (it then corrects each one); to replace them all now, "
+                 "run RECONNECT in PgBouncer's admin console (its `pgbouncer` database, as one of its admin_users)")
+
+
+def _sessions_older_than_the_role_settings() -> int:
+    """Behind a pooler: sessions that started before this migrate changed the role's settings."""
+    from django.db import connection
+
+    from energy.db import role_settings
+
+    if connection.vendor != "postgresql":
+        return 0
+    return role_settings.sessions_older_than_the_settings(connection)
 
 
 def serve(
