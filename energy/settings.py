@@ -65,6 +65,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["energy.http.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's negotiation, answered without parsing an Accept header that leaves no choice.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "energy.http.parsers.JSONFirstNegotiation",
     # Every API view needs a client's Bearer token (see energy/http/auth.py); the views
     # that need none (/healthz, /api/schema/) say so themselves.
     "DEFAULT_AUTHENTICATION_CLASSES": ["energy.http.auth.BearerTokenAuthentication"],
@@ -121,12 +123,16 @@ LOGGING = {
             "propagate": False,
         },
         # Django's record of a failed request, traceback included: a 500's reason is never lost.
-        # ERROR only: 4xx answers are already on the access log line.
+        # 4xx answers are on the access log line already; debug mode lists them here too.
         "django.request": {
             "handlers": ["stderr"],
             "filters": ["error_id"],
-            "level": "ERROR",
+            "level": "WARNING" if DEBUG else "ERROR",
             "propagate": False,
         },
+        # waitress warns "Task queue depth is N" whenever a request arrives before a thread
+        # has marked itself idle: with keep-alive clients that is nearly every request under
+        # load, a line each, written while the request waits. Load shows in the access log's times.
+        "waitress.queue": {"level": "ERROR"},
     },
 }
