@@ -122,6 +122,7 @@ def test_a_key_with_a_slash_and_unicode_is_found(client, spent):
 @pytest.mark.parametrize("key, status, error", [
     ("nope", 404, "key_not_found"),
     ("nul%00", 400, "invalid_request"),
+    ("line%0Abreak", 400, "invalid_request"),
     ("k" * 256, 400, "invalid_request"),
 ])
 def test_an_unknown_or_invalid_key_is_the_contract_error(client, spent, key, status, error):
@@ -233,8 +234,17 @@ def test_the_schema_documents_both_reads_with_their_errors(db):
     history = document["paths"]["/api/energy/accounts/{account_id}/consumptions/"]["get"]
     record = document["paths"]["/api/energy/consumptions/{key}/"]["get"]
 
-    assert set(history["responses"]) == {"200", "400", "401", "403", "404", "503"}
-    assert set(record["responses"]) == {"200", "400", "401", "403", "404", "503"}
+    assert set(history["responses"]) == {"200", "400", "401", "403", "404", "406", "500", "503"}
+    assert set(record["responses"]) == {"200", "400", "401", "403", "404", "406", "500", "503"}
     assert history["security"] == record["security"] == [{"bearerAuth": []}]
     assert {p["name"] for p in history["parameters"]} == {"account_id", "limit", "before"}
     assert "key_not_found" in json.dumps(document["components"]["schemas"])
+
+
+def test_the_next_link_keeps_the_scheme_the_request_came_in_with(client, spent):
+    """Behind a TLS proxy waitress sets the scheme (ENERGYCTL_TRUSTED_PROXY); a client's own header changes nothing."""
+    secure = client.get("/api/energy/accounts/1/consumptions/", {"limit": 2}, secure=True)
+    claimed = client.get("/api/energy/accounts/1/consumptions/", {"limit": 2}, HTTP_X_FORWARDED_PROTO="https")
+
+    assert secure.json()["next"].startswith("https://testserver/api/energy/accounts/1/consumptions/?")
+    assert claimed.json()["next"].startswith("http://testserver/")

@@ -115,10 +115,13 @@ def _answer(document: dict, status: int) -> JsonResponse:
 
 
 class ErrorIdFilter(logging.Filter):
-    """Adds the error id an answer showed to Django's record of that failure, so the two can be matched."""
+    """Django's record of a failed request, made fit for the log: with the error id the answer
+    showed, so the two can be matched, and without the request object, whose text (in a JSON
+    record) carries the query string, where a caller may have put a token."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        error_id = getattr(getattr(record, "request", None), "META", {}).get(ERROR_ID)
+        request = record.__dict__.pop("request", None)
+        error_id = getattr(request, "META", {}).get(ERROR_ID)
         if error_id:
             record.msg, record.args = f"{record.getMessage()} (error id {error_id})", None
         return True
