@@ -262,14 +262,15 @@ def test_schema_documents_every_endpoint_error_and_the_bearer_scheme(db):
     assert set(paths) == {"/api/energy/consume/", "/api/energy/accounts/{account_id}/", "/healthz",
                           "/api/energy/accounts/{account_id}/consumptions/", "/api/energy/consumptions/{key}/"}
     consume = paths["/api/energy/consume/"]["post"]
-    assert set(consume["responses"]) == {"200", "201", "400", "401", "403", "404", "409", "415", "422", "503"}
+    assert set(consume["responses"]) == {"200", "201", "400", "401", "403", "404", "406", "409", "413", "415", "422",
+                                         "500", "503"}
     assert consume["security"] == [{"bearerAuth": []}]
     body = document["components"]["schemas"]["ConsumeBody"]
     assert set(body["properties"]) == {"account_id", "amount", "idempotency_key"}
     account = paths["/api/energy/accounts/{account_id}/"]["get"]
-    assert set(account["responses"]) == {"200", "400", "401", "403", "404", "503"}
+    assert set(account["responses"]) == {"200", "400", "401", "403", "404", "406", "500", "503"}
     assert paths["/healthz"]["get"].get("security") in (None, [])
-    assert set(paths["/healthz"]["get"]["responses"]) == {"200", "503"}
+    assert set(paths["/healthz"]["get"]["responses"]) == {"200", "400", "406", "500", "503"}
     error = document["components"]["schemas"]["Error"]
     assert set(error["properties"]) == {"status", "error", "detail", "fields"}
 

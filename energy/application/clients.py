@@ -50,18 +50,21 @@ _OLD_HASH, _OLD_UNTIL = (Client._meta.get_field(name).column
 # by the UPDATE so that, of several workers crossing the boundary together, one writes and
 # the others match no row.
 _STALE = f"({_LAST_USED.column} IS NULL OR {_LAST_USED.column} <= %(stale)s)"
-# The lookup of every authenticated request: one indexed read (the unique indexes on the
-# current and the kept hash, one bitmap scan), written out once instead of a queryset built
-# and compiled per request. A kept token counts until the database's clock passes its end
-# (CURRENT_TIMESTAMP: the statement's start, as the lookup runs outside any transaction).
+# The lookup of every authenticated request, written out once instead of a queryset built and
+# compiled per request: one indexed read of the current hash; only when no client has it, a
+# second of the hash kept by a rotation, which counts until the database's clock passes its
+# end (CURRENT_TIMESTAMP: the statement's start, as the lookup runs outside any transaction).
 # The hash that matched comes back third, to be compared again in constant time. It runs on
 # Django's cursor, so execute_wrapper and the query log see it; with server-side binding
 # psycopg prepares it after a few executions on a connection (energy.db.config).
 _LOOKUP = (
-    f"SELECT {_ID}, {_NAME}, CASE WHEN {_HASH} = %(digest)s THEN {_HASH} ELSE {_OLD_HASH} END, "  # noqa: S608 - names from _meta
-    f"{_SCOPES.column}, {_ACCOUNTS.column}, {_STALE} FROM {_TABLE} "
-    f"WHERE ({_HASH} = %(digest)s OR ({_OLD_HASH} = %(digest)s AND {_OLD_UNTIL} > CURRENT_TIMESTAMP)) "
-    f"AND {_ACTIVE} AND {_ID} <> {OPERATOR_CLIENT_ID:d}"
+    f"SELECT {_ID}, {_NAME}, {_HASH}, {_SCOPES.column}, {_ACCOUNTS.column}, {_STALE} FROM {_TABLE} "  # noqa: S608 - names from _meta
+    f"WHERE {_HASH} = %(digest)s AND {_ACTIVE} AND {_ID} <> {OPERATOR_CLIENT_ID:d} "
+    f"UNION ALL "
+    f"SELECT {_ID}, {_NAME}, {_OLD_HASH}, {_SCOPES.column}, {_ACCOUNTS.column}, {_STALE} FROM {_TABLE} "
+    f"WHERE {_OLD_HASH} = %(digest)s AND {_OLD_UNTIL} > CURRENT_TIMESTAMP "
+    f"AND {_ACTIVE} AND {_ID} <> {OPERATOR_CLIENT_ID:d} "
+    f"LIMIT 1"
 )
 _TOUCH = f"UPDATE {_TABLE} SET {_LAST_USED.column} = %(now)s WHERE {_ID} = %(id)s AND {_STALE}"  # noqa: S608
 
