@@ -242,3 +242,47 @@ def test_serve_in_production_mode_refuses_an_unsafe_environment(args, env, reaso
     assert done.returncode == 78, (done.stdout, done.stderr)
     assert reason in done.stderr and "Traceback" not in done.stderr
     assert PASSWORD not in done.stdout + done.stderr
+
+
+# --- Log lines: what a caller sent never starts a line of its own ----------------------------------
+
+def test_a_record_with_line_breaks_from_a_caller_is_written_on_one_line():
+    import io
+
+    from energy.http.log_lines import OneLine
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(OneLine())
+    logger = logging.getLogger("tests.one_line")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("Not Found: %s", "/healthz\r\nFORGED-LINE \x1b[2J\u2028x\x85y")
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue() == "Not Found: /healthz\\x0d\\x0aFORGED-LINE \\x1b[2J\\u2028x\\x85y\n"
+
+
+@pytest.mark.parametrize("text, written", [
+    ("/a\r\nb", "/a\\x0d\\x0ab"),
+    ('say "hi"', 'say \\x22hi\\x22'),
+    ("back\\slash", "back\\\\slash"),
+    ("caf\xc3\xa9", "caf\\xc3\\xa9"),
+    ("plain /path?x=1", "plain /path?x=1"),
+])
+def test_an_access_log_field_is_printable_ascii_and_unambiguous(text, written):
+    from energy.http.log_lines import field
+
+    assert field(text) == written
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("LOCALHOST", True), ("0.0.0.0", False), ("::", False), ("192.0.2.1", False), ("example.com", False),  # noqa: S104
+    ("localhost.example.com", False),
+])
+def test_debug_mode_is_for_loopback_hosts_only(host, loopback):
+    from energyctl.http_server import is_loopback
+
+    assert is_loopback(host) is loopback
