@@ -13,6 +13,7 @@ import sys
 
 import typer
 
+from energy.domain.exceptions import EnergyError
 from energyctl.output import EXIT_CODES, Output, escape
 
 # Command name -> module whose register(app) adds it. Only the module of the command being
@@ -58,6 +59,8 @@ def main(args: list[str] | None = None) -> int:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return EXIT_CODES["interrupted"]
+    except EnergyError as exc:  # an outcome no command caught itself, e.g. a bad ENERGYCTL_* setting
+        return Output(as_json="--json" in args).fail(exc)
     except SystemExit as exc:  # Typer's shell completion ends the process itself
         return exc.code if isinstance(exc.code, int) else EXIT_CODES["ok" if exc.code is None else "internal_error"]
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback

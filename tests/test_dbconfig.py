@@ -92,7 +92,8 @@ def test_zero_means_what_it_says_where_it_bounds_nothing(configure):
 COMMANDS = [
     ("consume", "--account", "1", "--amount", "1", "--key", "k"), ("balance", "--account", "1"),
     ("seed", "--accounts", "1", "--energy", "1"), ("replay", "-"), ("migrate",), ("serve", "--port", "1"),
-    ("db", "status"), ("clients", "list"), ("history", "--account", "1"), ("audit",), ("show", "--key", "k"),
+    ("db", "status"), ("db", "stop"), ("clients", "list"), ("history", "--account", "1"), ("audit",),
+    ("show", "--key", "k"), ("race-demo",), ("bench", "--seconds", "1"), ("torture", "--seconds", "1"),
 ]
 
 

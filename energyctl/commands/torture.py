@@ -34,6 +34,7 @@ def torture(
 ) -> None:
     import os
 
+    from energy.db import config  # noqa: F401 - a bad ENERGYCTL_* setting stops the run before any process starts
     from energyctl.prepare import resume_collection
     from energyctl.torture import run_torture
 
