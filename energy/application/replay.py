@@ -48,9 +48,9 @@ RETRY_FOR_S = 30.0
 # cap, each delay drawn between half and all of it, so that many replays do not retry in step.
 FIRST_DELAY_S = 0.2
 MAX_DELAY_S = 5.0
-# The longest line a replay reads, newline excluded. A request is under 400 bytes even with
-# a 255-character key of four-byte characters and every number at its largest: 64 KiB
-# leaves room for any spacing, and a longer line is refused without being held in memory.
+# The longest line a replay reads, newline excluded. The longest request is about 3 KiB (a
+# 255-character key written as \u escapes of surrogate pairs, every number at its largest):
+# 64 KiB leaves room for any spacing, and a longer line is refused without being held in memory.
 MAX_LINE_BYTES = 64 * 1024
 
 
