@@ -53,20 +53,11 @@ class ConsumeView(ClientView):
 
     @extend_schema(**openapi.CONSUME)
     def post(self, request):
-        status, document, headers = consume_answer(self.subject, request.auth.client_id)
-        return Response(document, status=status, headers=headers)
-
-
-def consume_answer(command: ConsumeRequest, client_id: int) -> tuple[int, dict, dict[str, str]]:
-    """Apply a validated consume request for a client: the answer's status, body and headers
-    (in the order of ``energy.http.errors.energy_error``).
-
-    Shared by ConsumeView and the plain path (energy/http/plain.py); refusals raise.
-    """
-    result = consume(account_id=command.account_id, amount=command.amount,
-                     idempotency_key=command.idempotency_key, client_id=client_id, channel=HTTP)
-    headers = {"Idempotent-Replayed": "true"} if result.status == REPLAYED else {}
-    return HTTP_STATUS[result.status], result.to_dict(), headers
+        command = self.subject
+        result = consume(account_id=command.account_id, amount=command.amount,
+                         idempotency_key=command.idempotency_key, client_id=request.auth.client_id, channel=HTTP)
+        headers = {"Idempotent-Replayed": "true"} if result.status == REPLAYED else None
+        return Response(result.to_dict(), status=HTTP_STATUS[result.status], headers=headers)
 
 
 class AccountView(ClientView):
