@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from energyctl.http_server import IDLE_TIMEOUT_S
 from energyctl.torture.cluster import OwnCluster
 from tests.support import ENERGYCTL, energyctl, free_port, test_database_url
 
 # A hang guard for a busy shared machine, not a performance claim.
 START_TIMEOUT_S = 60
-# The answer a normal request must get while dozens of connections stall.
-ANSWER_WITHIN_S = 1.0
 STALLED_CONNECTIONS = 40
 
 pytestmark = pytest.mark.slow
@@ -84,7 +83,7 @@ def served(url: str, *args: str, exit_codes: list | None = None, env: dict | Non
         server.stderr.close()
 
 
-def request(port: int, method: str, path: str, body: dict | None = None, timeout: float = 10):
+def request(port: int, method: str, path: str, body: dict | None = None, timeout: float = IDLE_TIMEOUT_S / 2):
     """(status, decoded body, headers) of one request on a new connection, as the test client."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -146,17 +145,15 @@ def test_stalled_connections_do_not_delay_a_normal_request(cluster):
                              b"POST /api/energy/consume/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                              b"Content-Type: application/json\r\nContent-Length: 90\r\n\r\n{\"account_id\": 1,")
                 stalled.append(sock)
-            time.sleep(0.5)  # let the server take them all in
-            started = time.monotonic()
+            # Accepted after every stalled one (the listen queue is first in, first out), and answered
+            # while they all stay open: they are closed only after IDLE_TIMEOUT_S, longer than this waits.
             status, body, _ = consume(port, "while-stalled")
-            answered_in = time.monotonic() - started
             balance = request(port, "GET", "/api/energy/accounts/1/")
         finally:
             for sock in stalled:
                 sock.close()
         assert server.poll() is None
     assert (status, body["status"]) == (201, "applied")
-    assert answered_in < ANSWER_WITHIN_S, answered_in
     assert balance[:2] == (200, {"account_id": 1, "energy": 999})
 
 
