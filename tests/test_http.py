@@ -147,6 +147,53 @@ def test_wrong_content_type_is_415(client, account):
     assert_unchanged()
 
 
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/*",
+                                    "text/html;q=0.1, application/json", "application/json; charset=utf-8"])
+def test_every_accept_that_takes_json_gets_the_json_answer(client, account, accept):
+    headers = {} if accept is None else {"Accept": accept}
+    response = post(client, {"account_id": 1, "amount": 1, "idempotency_key": f"accept {accept}"}, **headers)
+    assert response.status_code == 201, response.content
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["status"] == "applied"
+
+
+def test_json_parameters_in_accept_shape_the_answer(client, account):
+    response = post(client, {"account_id": 1, "amount": 1, "idempotency_key": "indented"},
+                    Accept="application/json; indent=4")
+    assert response.status_code == 201
+    assert response.content.startswith(b'{\n    "status": "applied"'), response.content
+
+
+def test_accept_without_json_is_406_and_records_nothing(client, account):
+    response = post(client, {"account_id": 1, "amount": 1, "idempotency_key": "html"}, Accept="text/html")
+    assert response.status_code == 406
+    assert response.json()["status"] == "error"
+    assert_unchanged()
+
+
+def test_format_json_in_the_query_string_is_the_json_answer(client, account):
+    response = client.generic("POST", f"{URL}?format=json",
+                              json.dumps({"account_id": 1, "amount": 1, "idempotency_key": "fmt"}),
+                              content_type="application/json")
+    assert response.status_code == 201
+    assert response.json()["idempotency_key"] == "fmt"
+
+
+def test_a_body_is_read_in_the_charset_its_content_type_names(client, account):
+    raw = json.dumps({"account_id": 1, "amount": 1, "idempotency_key": "clé"}, ensure_ascii=False).encode("latin-1")
+    response = client.generic("POST", URL, raw, content_type="application/json; charset=latin-1")
+    assert response.status_code == 201, response.content
+    assert response.json()["idempotency_key"] == "clé"
+
+
+def test_a_body_in_another_charset_than_declared_is_400(client, account):
+    raw = json.dumps({"account_id": 1, "amount": 1, "idempotency_key": "clé"}, ensure_ascii=False).encode("latin-1")
+    response = client.generic("POST", URL, raw, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert_unchanged()
+
+
 @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
 def test_wrong_method_is_405(client, account, method):
     response = getattr(client, method)(URL)
