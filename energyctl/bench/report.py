@@ -5,7 +5,9 @@
 Runs on the configured database server (DATABASE_URL, else the embedded PostgreSQL) in a
 database of its own (``<name>_bench``, dropped and recreated), so real data is untouched.
 Exit status 0 when every run finished and kept every invariant, 1 otherwise; targets that
-are missed are reported, not failed.
+are missed are reported, not failed. The HTTP workloads add the case-study peer's row
+(energyctl.bench.http) where the checkout's benchmarks/ and gunicorn are present, and say
+why not otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ BULK_ENGINE = "energyctl consume_many"
 REPLAY_ENGINE = "energyctl replay FILE (fresh database)"
 REPLAY_AGAIN_ENGINE = "energyctl replay FILE again (all replayed)"
 WORKLOAD_NAMES = ",".join(w.name for w in WORKLOADS)
+# energyctl serve should answer this many times the requests/s of the case-study peer.
+PEER_TARGET_RATIO = 1.2
 
 
 def run(*, seconds: int = 10, processes: int = 8, only: list[str] | None = None, rounds: int = 2,
@@ -48,22 +52,28 @@ def run(*, seconds: int = 10, processes: int = 8, only: list[str] | None = None,
         "pgbench_protocol": pgbench.PROTOCOL,
         "http_client": http_api.engine_name() if any(w.kind == "http" for w in workloads) else None,
         "workloads": [],
+        "notes": [],
     }
     for workload in workloads:
         if workload.kind == "replay":
             result = _run_replay(target, workload, seconds, replay_lines, progress)
         else:
-            result = _run_workload(target, workload, processes, seconds, rounds, progress)
+            result = _run_workload(target, workload, processes, seconds, rounds, progress, report["notes"])
         report["workloads"].append(result)
     report["ok"] = all(row["ok"] for w in report["workloads"] for row in w["rows"])
     return report
 
 
-def _run_workload(target, workload: Workload, requested: int, seconds: int, rounds: int, progress) -> dict:
+def _run_workload(target, workload: Workload, requested: int, seconds: int, rounds: int, progress,
+                  notes: list[str]) -> dict:
     """Every engine runs ``rounds`` slices, interleaved, so a noisy minute hurts them all alike."""
     n = workload.processes(requested)
-    with _own_engine(target, workload, n) as (own_name, own):
+    token = http_api.client_token(http_api.database_url(target), f"bench-{workload.name}") \
+        if workload.kind == "http" else None
+    with _own_engine(target, workload, n, token) as (own_name, own), \
+            _peer_engine(target, workload, n, token, notes) as peer:
         engines = [(own_name, own)] + [(b.engine, _pgbench_engine(target, b, workload, n)) for b in workload.pgbench]
+        engines += [peer] if peer else []
         slices = {engine: [] for engine, _ in engines}
         for _ in range(rounds):
             for engine, measure in engines:
@@ -72,15 +82,19 @@ def _run_workload(target, workload: Workload, requested: int, seconds: int, roun
                 database.reset(target, workload.accounts)
                 slices[engine].append(measure(seconds // rounds))
     rows = [_row(engine, n, _merged(slices[engine]), []) for engine, _ in engines]
-    return _with_ratios(workload, n, rows)
+    result = _with_ratios(workload, n, rows)
+    if peer:
+        peer_row = next(row for row in rows if row["engine"] == http_api.PEER_ENGINE)
+        result["peer_ratio"] = round(rows[0]["ops_per_s"] / peer_row["ops_per_s"], 2) if peer_row["ops_per_s"] \
+            else None
+    return result
 
 
 @contextmanager
-def _own_engine(target, workload: Workload, n: int):
+def _own_engine(target, workload: Workload, n: int, token: str | None):
     """(name, measure(seconds)) of the project's side of a workload, set up for the whole workload."""
     if workload.kind == "http":
         url = http_api.database_url(target)
-        token = http_api.client_token(url, f"bench-{workload.name}")
         with http_api.served(url) as server:
             yield http_api.engine_name(), lambda secs: _checked_http(target, workload, server, n, secs, token)
         return
@@ -92,6 +106,39 @@ def _own_engine(target, workload: Workload, n: int):
         return measured
 
     yield (BULK_ENGINE if workload.bulk else CONSUME_ENGINE), measure
+
+
+@contextmanager
+def _peer_engine(target, workload: Workload, n: int, token: str | None, notes: list[str]):
+    """(name, measure(seconds)) of the case-study peer for an HTTP workload, or None where it cannot run.
+
+    The same wrk load as energyctl serve's, headers included (the peer reads no token); its
+    own tables, reset before each slice and checked after it.
+    """
+    missing = http_api.peer_unavailable() if workload.kind == "http" else None
+    if workload.kind != "http" or missing:
+        if missing and missing not in notes:
+            notes.append(f"no {http_api.PEER_ENGINE} row: {missing}")
+        yield None
+        return
+    from energyctl.bench.database import START_ENERGY
+
+    url = http_api.database_url(target)
+
+    def measure(secs):
+        http_api.peer_tables(url, "reset", accounts=workload.accounts, energy=START_ENERGY)
+        measured = http_api.measure(server, accounts=workload.accounts, connections=n, seconds=secs,
+                                    prefix=workload.name, token=token)
+        measured.pop("applied")
+        unexpected = {k: v for k, v in measured["outcomes"].items() if k not in ("applied", "replayed")}
+        if unexpected:
+            measured["errors"].append(f"answers other than 201/200: {unexpected}")
+        measured["errors"] += http_api.peer_tables(url, "check", energy=START_ENERGY)["problems"]
+        return measured
+
+    http_api.peer_tables(url, "reset", accounts=workload.accounts, energy=START_ENERGY)
+    with http_api.peer_served(url) as server:
+        yield http_api.PEER_ENGINE, measure
 
 
 def _checked_http(target, workload: Workload, server, n: int, seconds: int, token: str | None) -> dict:
@@ -235,6 +282,10 @@ def render(report: dict, console) -> None:
         console = Console(file=console.file, width=120, highlight=False)
     console.print(table)
     for workload in report["workloads"]:
+        if workload.get("peer_ratio") is not None:
+            verdict = "met" if workload["peer_ratio"] >= PEER_TARGET_RATIO else "not met"
+            console.print(f"{workload['name']}: {workload['peer_ratio']}x {http_api.PEER_ENGINE} "
+                          f"(target {PEER_TARGET_RATIO}x): {verdict}")
         if workload["target_ratio"] is not None:
             verdict = "met" if workload["target_met"] else "not met"
             console.print(f"{workload['name']}: {workload['rows'][0]['ratio']}x {workload['reference']} "
@@ -244,6 +295,8 @@ def render(report: dict, console) -> None:
             verdict = "met" if again is not None and again >= REPLAYED_TARGET_RATIO else "not met"
             console.print(f"replay, all replayed: {again}x {workload['reference']} "
                           f"(target {REPLAYED_TARGET_RATIO}x): {verdict}")
+    for note in report["notes"]:
+        console.print(note)
     if report.get("http_client"):
         console.print(f"HTTP load: {report['http_client']}; its CPU column is the server's (energyctl serve "
                       "and its workers), the database's client there")
