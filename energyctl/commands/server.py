@@ -78,11 +78,17 @@ def serve(
     production: bool = typer.Option(False, "--production", show_default=False,
                                     help="Refuse to start without ENERGYCTL_SECRET_KEY or with debug on "
                                          "(also when ENERGYCTL_ENV=production)."),
-    debug: bool = typer.Option(False, "--debug", help="Django debug mode: detailed error pages. Never in production."),
+    debug: bool = typer.Option(False, "--debug", help="Django debug mode: detailed error pages. Only on a loopback --host; never in production."),
 ) -> None:
     """Serve the HTTP API (POST /api/energy/consume/, GET /api/energy/accounts/<id>/) with waitress."""
     out = Output()
     production = production or os.environ.get("ENERGYCTL_ENV") == "production"
+    from energyctl.http_server import is_loopback
+
+    # Debug pages show settings and tracebacks to whoever asks: only this machine may ask.
+    if (debug or os.environ.get("ENERGYCTL_DEBUG") == "1") and not is_loopback(host):
+        raise typer.Exit(out.problem("invalid_request", f"debug mode (--debug, ENERGYCTL_DEBUG=1) is only allowed "
+                                     f"on a loopback host (127.0.0.1, ::1, localhost), not {host}"))
     if debug:
         os.environ["ENERGYCTL_DEBUG"] = "1"
     refusal = production_refusal() if production else None
