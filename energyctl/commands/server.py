@@ -78,7 +78,8 @@ def serve(
     production: bool = typer.Option(False, "--production", show_default=False,
                                     help="Refuse to start without ENERGYCTL_SECRET_KEY or with debug on "
                                          "(also when ENERGYCTL_ENV=production)."),
-    debug: bool = typer.Option(False, "--debug", help="Django debug mode: detailed error pages. Only on a loopback --host; never in production."),
+    debug: bool = typer.Option(False, "--debug", help="Django debug mode: detailed error pages. Only on a loopback "
+                                                      "--host; never in production."),
 ) -> None:
     """Serve the HTTP API (POST /api/energy/consume/, GET /api/energy/accounts/<id>/) with waitress."""
     out = Output()
