@@ -299,7 +299,7 @@ def bearer(token: str) -> tuple[str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_key_however_it_arrives_names_one_record(edge, shop):
+def test_one_key_however_it_arrives_names_one_record(edge, shop, tmp_path):
     from energy.models import Consumption
 
     port, _ = edge
@@ -324,8 +324,9 @@ def test_one_key_however_it_arrives_names_one_record(edge, shop):
                                                                                first[2]["consumption_id"]), cli
     shown = energyctl("show", "--key", "abc", "--client", "shop", "--json", url=test_database_url())
     assert (shown.returncode, shown.json["consumption_id"]) == (0, first[2]["consumption_id"]), shown
-    line = json.dumps({**body, "idempotency_key": "abc"}) + "\n"
-    replayed = energyctl("replay", "-", "--client", "shop", "--json", url=test_database_url(), stdin=line)
+    replay_file = tmp_path / "requests.jsonl"
+    replay_file.write_text(json.dumps({**body, "idempotency_key": "abc"}) + "\n")
+    replayed = energyctl("replay", str(replay_file), "--client", "shop", "--json", url=test_database_url())
     assert (replayed.returncode, replayed.json["replayed"], replayed.json["applied"]) == (0, 1, 0), replayed
     assert Consumption.objects.count() == 1
 
