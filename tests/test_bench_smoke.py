@@ -3,6 +3,7 @@
 Timings are not checked here: a loaded test machine says nothing about speed.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -116,3 +117,33 @@ def test_cli_startup_times_another_script_in_the_same_rounds():
     assert {f"against: {name}" for name in ours} <= set(commands), commands
     assert all(figures["median_cpu_ms"] > 0 for figures in commands.values()), commands
     assert isinstance(report["target_met"], bool) and report["against"] == script
+
+
+def test_http_peer_benchmark_prints_each_round_with_every_answer_2xx():
+    """energyctl serve, the case-study peer under gunicorn and pgbench, round by round, with the ratio of each."""
+    if importlib.util.find_spec("gunicorn") is None:
+        pytest.skip("the peer needs gunicorn: pip install -e '.[test,bench]'")
+    command = [sys.executable, "-m", "benchmarks.http_peer", "--seconds", "1", "--rounds", "2", "--connections", "2",
+               "--accounts", "20", "--json"]
+    # As from a shell: no DJANGO_SETTINGS_MODULE (pytest's names the checkout's settings).
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report["engines"]) == {"energyctl serve", "peer", "pgbench"}, report["engines"]
+    assert [row["round"] for row in report["rounds"]] == [1, 2]
+    # Which server goes first alternates.
+    assert [row["order"] for row in report["rounds"]] == [["energyctl serve", "peer"], ["peer", "energyctl serve"]]
+    for row in report["rounds"]:
+        for name in ("energyctl serve", "peer", "pgbench"):
+            figures = row[name]
+            assert figures["requests"] > 0 and figures["requests_per_s"] > 0, (name, figures)
+            assert figures["errors"] == [], (name, figures)
+            assert 0 <= figures["machine_busy_percent"] <= 100, (name, figures)
+        for name in ("energyctl serve", "peer"):
+            # Every answer was 201: a new key each request, on accounts rich enough for the whole run.
+            assert set(row[name]["outcomes"]) == {"applied"}, (name, row[name]["outcomes"])
+            assert row[name]["client_cpu_us_per_request"] > 0, (name, row[name])
+        assert row["ratio"] == round(row["energyctl serve"]["requests_per_s"] / row["peer"]["requests_per_s"], 2)
+    assert report["ratios"] == [row["ratio"] for row in report["rounds"]]
+    assert report["ok"] is True and isinstance(report["target_met"], bool)

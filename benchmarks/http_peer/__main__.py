@@ -1,14 +1,18 @@
 """energyctl serve next to its peer and pgbench, round by round, on the same PostgreSQL.
 
-    python -m benchmarks.http_peer [--seconds 10] [--rounds 4] [--connections 8] [--accounts 1000] [--json]
+    python -m benchmarks.http_peer [--seconds 10] [--rounds 4] [--connections 8] [--accounts 1000]
+                                   [--against CHECKOUT] [--json]
 
 The peer is the case study's design served the conventional way (energyctl.bench.http,
 PEER_ENGINE). Each round drives energyctl serve and the peer with the same wrk load (the same
 Lua script, connections, duration and accounts; which goes first alternates), then pgbench
 with the peer's SQL written by hand (energyctl.bench.scripts.CASE_STUDY) at as many clients.
-Every slice starts on freshly reset tables. Printed per round: requests/s, the server's CPU
-per request (/proc: the server and its workers), the whole machine's busy CPU and load
-average during the slice, and energyctl serve's ratio to the peer. Exit status 0 when every
+Every slice starts on freshly reset tables, and each server first answers a short unmeasured
+run (connections opened, statements prepared). ``--against CHECKOUT`` serves another source
+tree of energyctl (an earlier commit, say) in the same rounds, as its own row. Printed per
+round: requests/s, the server's CPU per request (/proc: the server and its workers), the
+whole machine's busy CPU and load average during the slice, and energyctl serve's ratio to
+the peer. Exit status 0 when every
 response was 2xx and every invariant held; the target ratio is reported, not enforced.
 """
 
@@ -20,9 +24,13 @@ import os
 import statistics
 import sys
 import time
+from contextlib import ExitStack
+from pathlib import Path
 
 TARGET_RATIO = 1.2
-OURS, PEER, PGBENCH = "energyctl serve", "peer", "pgbench"
+OURS, PEER, PGBENCH, AGAINST = "energyctl serve", "peer", "pgbench", "energyctl serve, against"
+# Seconds of unmeasured load each server answers before the first round.
+WARM_UP_S = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="rounds, alternating which server goes first")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections and pgbench clients (default 8)")
     parser.add_argument("--accounts", type=int, default=1000, help="accounts picked at random (default 1000)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another energyctl source tree to serve in the same rounds (e.g. a worktree of main)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     args = parser.parse_args(argv)
     if min(args.seconds, args.rounds, args.connections, args.accounts) < 1:
         parser.error("every number must be at least 1")
+    if args.against is not None and not (args.against / "energyctl" / "__main__.py").is_file():
+        parser.error(f"--against {args.against}: not an energyctl source tree")
     from energyctl.bench import http as http_api
 
     missing = http_api.peer_unavailable()
@@ -42,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m benchmarks.http_peer: {missing}", file=sys.stderr)
         return 2
     report = run(seconds=args.seconds, rounds=args.rounds, connections=args.connections, accounts=args.accounts,
+                 against=args.against.resolve() if args.against else None,
                  progress=None if args.json else lambda line: print(line, flush=True))
     if args.json:
         print(json.dumps(report))
@@ -50,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report["ok"] else 1
 
 
-def run(*, seconds: int, rounds: int, connections: int, accounts: int, progress=None) -> dict:
+def run(*, seconds: int, rounds: int, connections: int, accounts: int, against: Path | None = None,
+        progress=None) -> dict:
     from energy.setup import quiet_consume_log, setup_django
 
     setup_django()
@@ -66,21 +80,23 @@ def run(*, seconds: int, rounds: int, connections: int, accounts: int, progress=
     url = http_api.database_url(target)
     token = http_api.client_token(url, "bench-http-peer")
     script = scripts.render(scripts.CASE_STUDY, accounts)
+    engines = {OURS: http_api.engine_name(), PEER: http_api.PEER_ENGINE,
+               PGBENCH: f"pgbench -M {pgbench.PROTOCOL}, the case-study SQL"}
+    if against:
+        engines[AGAINST] = f"energyctl serve from {against}"
     report = {"seconds": seconds, "connections": connections, "accounts": accounts, "cpus": os.cpu_count(),
-              "engines": {OURS: http_api.engine_name(), PEER: http_api.PEER_ENGINE,
-                          PGBENCH: f"pgbench -M {pgbench.PROTOCOL}, the case-study SQL"},
-              "target_ratio": TARGET_RATIO, "rounds": []}
+              "engines": engines, "target_ratio": TARGET_RATIO, "rounds": []}
 
-    def ours(server):
+    def ours(server, secs=seconds):
         database.reset(target, accounts)
-        measured = http_api.measure(server, accounts=accounts, connections=connections, seconds=seconds,
+        measured = http_api.measure(server, accounts=accounts, connections=connections, seconds=secs,
                                     prefix="peer-bench", token=token)
         measured["errors"] += database.check_invariants(target, measured.pop("applied"), in_flight=connections)
         return measured
 
-    def peer(server):
+    def peer(server, secs=seconds):
         http_api.peer_tables(url, "reset", accounts=accounts, energy=database.START_ENERGY)
-        measured = http_api.measure(server, accounts=accounts, connections=connections, seconds=seconds,
+        measured = http_api.measure(server, accounts=accounts, connections=connections, seconds=secs,
                                     prefix="peer-bench", token=token)
         measured.pop("applied")
         measured["errors"] += http_api.peer_tables(url, "check", energy=database.START_ENERGY)["problems"]
@@ -92,14 +108,23 @@ def run(*, seconds: int, rounds: int, connections: int, accounts: int, progress=
         measured["errors"] += database.check_invariants(target)
         return measured
 
-    with http_api.served(url) as our_server, http_api.peer_served(url) as peer_server:
+    with ExitStack() as stack:
+        servers = [(OURS, ours, stack.enter_context(http_api.served(url))),
+                   (PEER, peer, stack.enter_context(http_api.peer_served(url)))]
+        if against:
+            servers.append((AGAINST, ours, stack.enter_context(http_api.served(url, against))))
+        for _, measure, server in servers:
+            measure(server, WARM_UP_S)
         for number in range(1, rounds + 1):
-            servers = [(OURS, ours, our_server), (PEER, peer, peer_server)]
-            order = servers if number % 2 else servers[::-1]
+            # Each server goes first in turn, so none always follows the same one.
+            shift = (number - 1) % len(servers)
+            order = servers[shift:] + servers[:shift]
             row = {"round": number, "order": [name for name, _, _ in order]}
             for name, measure, server in [*order, (PGBENCH, reference, None)]:
                 row[name] = _slice(measure, server)
             row["ratio"] = _ratio(row[OURS]["requests_per_s"], row[PEER]["requests_per_s"])
+            if against:
+                row["ratio_against"] = _ratio(row[OURS]["requests_per_s"], row[AGAINST]["requests_per_s"])
             report["rounds"].append(row)
             if progress:
                 progress(round_line(row))
@@ -107,7 +132,7 @@ def run(*, seconds: int, rounds: int, connections: int, accounts: int, progress=
     report["ratios"] = ratios
     report["median_ratio"] = round(statistics.median(ratios), 2) if ratios else None
     report["target_met"] = bool(ratios) and min(ratios) >= TARGET_RATIO
-    report["ok"] = all(not row[name]["errors"] for row in report["rounds"] for name in (OURS, PEER, PGBENCH))
+    report["ok"] = all(not row[name]["errors"] for row in report["rounds"] for name in engines)
     return report
 
 
@@ -149,20 +174,23 @@ def _ratio(ours: float, peer: float) -> float | None:
 
 def round_line(row: dict) -> str:
     parts = []
-    for name in (OURS, PEER, PGBENCH):
+    for name in (OURS, PEER, PGBENCH, AGAINST):
+        if name not in row:
+            continue
         figures = row[name]
         cpu = figures["client_cpu_us_per_request"]
         parts.append(f"{name} {figures['requests_per_s']:,.0f}/s "
                      f"({'-' if cpu is None else f'{cpu:,.0f}'} µs client CPU/req, "
                      f"machine {figures['machine_busy_percent']}% busy, load {figures['load_average_1m']})"
                      + (f" FAILED: {'; '.join(figures['errors'])}" if figures["errors"] else ""))
-    return f"round {row['round']} ({' first, '.join(row['order'])} second): " + " | ".join(parts) + \
-        f" | ratio {row['ratio']}x"
+    against = f", {row['ratio_against']}x against" if "ratio_against" in row else ""
+    return f"round {row['round']} ({' then '.join(row['order'])}): " + " | ".join(parts) + \
+        f" | ratio {row['ratio']}x{against}"
 
 
 def summary(report: dict) -> str:
     verdict = "met" if report["target_met"] else "not met"
-    return (f"{report['engines'][OURS]} vs {report['engines'][PEER]} vs {report['engines'][PGBENCH]}; "
+    return (f"{' vs '.join(report['engines'].values())}; "
             f"{report['connections']} connections, {report['accounts']:,} accounts, {report['seconds']} s slices, "
             f"{report['cpus']} CPUs\n"
             f"ratio per round: {', '.join(f'{r}x' for r in report['ratios'])}; median {report['median_ratio']}x; "

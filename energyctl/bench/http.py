@@ -73,11 +73,19 @@ class Served:
 
 
 @contextmanager
-def served(url: str):
-    """``energyctl serve`` with its defaults on a free port, its log in a temporary file."""
+def served(url: str, source: Path | None = None):
+    """``energyctl serve`` with its defaults on a free port, its log in a temporary file.
+
+    ``source``: another source tree of energyctl (a checkout of an earlier commit, say) to
+    serve instead of the installed one, run with the same interpreter and libraries.
+    """
     port = _free_port()
-    with _running([energyctl(), "serve", "--port", str(port)], {**os.environ, "DATABASE_URL": url}, port,
-                  "energyctl serve") as server:
+    env = {**os.environ, "DATABASE_URL": url}
+    command = [energyctl(), "serve", "--port", str(port)]
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)
+        command = [sys.executable, "-m", "energyctl", "serve", "--port", str(port)]
+    with _running(command, env, port, "energyctl serve", cwd=source) as server:
         yield server
 
 
