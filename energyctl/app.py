@@ -141,7 +141,7 @@ def _print_version(asked: bool) -> None:
     from importlib.metadata import version
 
     typer.echo(f"energyctl {version('energyctl')}")
-    raise typer.Exit(0)
+    raise typer.Exit(EXIT_CODES["ok"])
 
 
 def _configure(

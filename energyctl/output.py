@@ -106,14 +106,13 @@ class Output:
         fields = exc.fields if isinstance(exc, InvalidRequest) else None
         return self.problem(exc.outcome, exc.detail, fields)
 
-    def problem(self, error: str, detail: str, fields: dict | None = None, code: int | None = None) -> int:
+    def problem(self, error: str, detail: str, fields: dict | None = None) -> int:
         """Report ``error`` once (a JSON error document, or one line on stderr); its exit code from EXIT_CODES."""
-        code = EXIT_CODES[error] if code is None else code
         if self.as_json:
             self.document(error_document(error, detail, fields))
         else:
             self.err.print(f"[bold red]{error}[/]: {escape(detail)}")
-        return code
+        return EXIT_CODES[error]
 
     def note(self, text: str) -> None:
         """A remark for people (progress, warnings, hints): stderr, so stdout stays clean for data."""
