@@ -10,7 +10,7 @@ alike; each consume uses a new key, so every run really applies. Prints the medi
 time of each (and CPU time, which the machine's other load moves less), the difference and
 the ratio, and exits 1 when the consume's median is more than ``TARGET_ABOVE_FLOOR_MS``
 above the floor's. ``--against SCRIPT`` adds another ``energyctl`` (e.g. an install of an
-older commit) to the same rounds. ``energyctl --help`` is timed too, for scale.
+older commit) to the same rounds. ``balance`` and ``--help`` are timed too, for scale.
 
 Where the time goes: ``python -X importtime -m energyctl consume …`` for imports,
 ``python -m cProfile -s cumtime -m energyctl consume …`` for the rest.
@@ -43,7 +43,7 @@ FLOOR_CODE = (
     "    cursor.execute('SELECT 1')\n"
     "    cursor.fetchone()\n"
 )
-CONSUME = "energyctl consume --json"
+CONSUME = "energyctl consume"
 
 
 def main() -> int:
@@ -90,17 +90,11 @@ def main() -> int:
 def measure(env: dict, runs: int, against: Path | None = None, against_env: dict | None = None) -> dict:
     # The first command starts the server and migrates; it is the set-up, not a sample.
     check([*energyctl(), "seed", "--accounts", "1", "--energy", str(ENERGY)], env)
-    commands = {
-        FLOOR: (lambda i: [sys.executable, "-c", FLOOR_CODE], env),
-        CONSUME: (lambda i: [*energyctl(), "consume", "--account", "1", "--amount", "1", "--key", f"startup-{i}",
-                             "--json"], env),
-        "energyctl --help": (lambda i: [*energyctl(), "--help"], env),
-    }
+    commands = {FLOOR: (lambda i: [sys.executable, "-c", FLOOR_CODE], env),
+                **script_commands("energyctl", energyctl(), env, "startup")}
     if against:
         check([str(against), "seed", "--accounts", "1", "--energy", str(ENERGY)], against_env)
-        commands[f"against: {against} consume --json"] = (lambda i: [
-            str(against), "consume", "--account", "1", "--amount", "1", "--key", f"against-{i}", "--json"],
-            against_env)
+        commands.update(script_commands("against: energyctl", [str(against)], against_env, "against"))
     samples = {name: {"wall": [], "cpu": []} for name in commands}
     for i in range(runs):
         for name, (command, command_env) in commands.items():
@@ -108,6 +102,16 @@ def measure(env: dict, runs: int, against: Path | None = None, against_env: dict
             samples[name]["wall"].append(wall)
             samples[name]["cpu"].append(cpu)
     return {name: _stats(s["wall"], s["cpu"]) for name, s in samples.items()}
+
+
+def script_commands(label: str, script: list[str], env: dict, keys: str) -> dict:
+    """The timed command lines of one energyctl script, with the environment each runs in."""
+    return {
+        f"{label} consume": (lambda i: [*script, "consume", "--account", "1", "--amount", "1", "--key", f"{keys}-{i}",
+                                        "--json"], env),
+        f"{label} balance": (lambda i: [*script, "balance", "--account", "1", "--json"], env),
+        f"{label} --help": (lambda i: [*script, "--help"], env),
+    }
 
 
 def timed(command: list[str], env: dict) -> tuple[float, float]:
