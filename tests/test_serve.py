@@ -445,8 +445,11 @@ def test_debug_mode_is_refused_off_loopback(host):
 @pytest.mark.django_db(transaction=True)
 def test_workers_stop_when_the_supervisor_is_killed(shop):
     with served(test_database_url(), "--workers", "2") as (port, server):
-        workers = [int(pid) for pid in _children(server.pid)]
-        assert len(workers) == 2, workers
+        # The port is bound before the workers are forked: wait until both are there.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while len(workers := [int(pid) for pid in _children(server.pid)]) < 2:
+            assert server.poll() is None and time.monotonic() < deadline, (workers, server.stderr.read())
+            time.sleep(0.05)
         assert call(port, "GET", "/healthz")[0] == 200
         os.kill(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
