@@ -35,7 +35,7 @@ def migrate() -> None:
 
     out = Output()
     try:
-        prepare()
+        prepare(schema=False)  # this command is the schema set-up: with its own output and lock-timeout advice
     except EnergyError as exc:
         raise typer.Exit(out.fail(exc)) from None
     from energy.db.guard import database_guard

@@ -131,8 +131,9 @@ def _next_request(rng: random.Random, spec: dict, applied: list, key: str) -> tu
 
 def main(argv: list[str]) -> None:
     role, spec = argv[0], json.loads(argv[1])
+    from energy.setup import setup_django
 
-    prepare()
+    setup_django()
     {"prepare": prepare, "client": client}[role](spec)
 
 
