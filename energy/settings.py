@@ -107,7 +107,7 @@ LOGGING = {
         # What a caller sent (a path with %0d%0a, a header) never starts a line of its own.
         "one_line": {"()": "energy.http.log_lines.OneLine"},
         # The id a 500 answer showed, on Django's record of that failure.
-        "error_id": {"()": "energy.http.errors.ErrorIdFilter"},
+        "error_id": {"()": "energy.http.log_lines.ErrorIdFilter"},
     },
     "handlers": {
         "stderr": {

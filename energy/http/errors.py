@@ -18,6 +18,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from energy.domain.exceptions import EnergyError, Unavailable, describe, error_document
+from energy.http import log_lines
 
 HTTP_STATUS = {
     "applied": 201,
@@ -44,7 +45,7 @@ BAD_REQUEST = "The request is malformed."
 # Where a refusal leaves its reason (or error id) in the WSGI environ for the access log line,
 # and where an error id is kept for Django's record of the failure (ErrorIdFilter).
 LOG_NOTE = "energy.log_note"
-ERROR_ID = "energy.error_id"
+ERROR_ID = log_lines.ERROR_ID
 
 log = logging.getLogger("energy.http")
 
@@ -112,19 +113,6 @@ def _answer(document: dict, status: int) -> JsonResponse:
     # Sent with its length, like every other answer: these bypass the middleware that adds it.
     response["Content-Length"] = str(len(response.content))
     return response
-
-
-class ErrorIdFilter(logging.Filter):
-    """Django's record of a failed request, made fit for the log: with the error id the answer
-    showed, so the two can be matched, and without the request object, whose text (in a JSON
-    record) carries the query string, where a caller may have put a token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        request = record.__dict__.pop("request", None)
-        error_id = getattr(request, "META", {}).get(ERROR_ID)
-        if error_id:
-            record.msg, record.args = f"{record.getMessage()} (error id {error_id})", None
-        return True
 
 
 def _logged(outcome: str, reason: str, request) -> str:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import re
 
+# Where an error id is kept in the WSGI environ for Django's record of the failure (ErrorIdFilter).
+# Here, not in errors.py: settings name the filter, and every command would import DRF with it.
+ERROR_ID = "energy.error_id"
 # Fields of the access log: anything but printable ASCII, and the backslash that escapes it.
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
 # Any record: C0 and C1 control characters, DEL, and Unicode's line and paragraph separators.
@@ -44,4 +47,17 @@ class OneLine(logging.Filter):
         message = record.getMessage()
         if _LINE_BREAKING.search(message):
             record.msg, record.args = _LINE_BREAKING.sub(_escape, message), None
+        return True
+
+
+class ErrorIdFilter(logging.Filter):
+    """Django's record of a failed request, made fit for the log: with the error id the answer
+    showed, so the two can be matched, and without the request object, whose text (in a JSON
+    record) carries the query string, where a caller may have put a token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = record.__dict__.pop("request", None)
+        error_id = getattr(request, "META", {}).get(ERROR_ID)
+        if error_id:
+            record.msg, record.args = f"{record.getMessage()} (error id {error_id})", None
         return True
