@@ -2,8 +2,8 @@
 
     python -m benchmarks.auth_cost [--requests 3000]
 
-Runs in one process against a database of its own on the configured server (``<name>_bench``,
-as ``energyctl bench``): a client is added, then the same ``POST /api/energy/consume/`` goes
+Runs in one process against a database of its own on the configured server (``<name>_auth_cost``,
+made as ``energyctl bench`` makes its own): a client is added, then the same ``POST /api/energy/consume/`` goes
 through Django's WSGI handler ``--requests`` times, and the time spent inside the API's
 authentication class (hashing the token, reading the client) is measured around each call.
 Prints CPU and wall microseconds per request for the whole request and for authentication.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import time
 
@@ -26,7 +27,12 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_django()
     quiet_consume_log()
+    from django.db import connection
+
     from energyctl.bench import database
+
+    # A database of its own, so a concurrent `energyctl bench` (which recreates <name>_bench) is left alone.
+    os.environ.setdefault("ENERGYCTL_BENCH_DATABASE", f"{connection.settings_dict['NAME']}_auth_cost")
 
     target = database.prepare()
     database.reset(target, 1_000)

@@ -21,10 +21,16 @@ ROW_KEYS = {"engine", "processes", "ops", "ops_per_s", "p50_ms", "p99_ms", "cpu_
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
+def shell_environment() -> dict[str, str]:
+    """This process's environment as a shell has it: without pytest's DJANGO_SETTINGS_MODULE (the checkout's
+    ``settings``), which the ``energyctl`` processes a benchmark starts could not import."""
+    return {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+
+
 def run(*command, env=None):
     done = subprocess.run([*command, "--json", "--seconds", "1", "--processes", "2", "--replay-lines",
                            str(REPLAY_LINES)], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=env or dict(os.environ))
+                          env=env or shell_environment())
     assert done.stdout.strip(), done.stderr
     return done, json.loads(done.stdout)
 
@@ -71,7 +77,7 @@ def test_http_bench_without_wrk_uses_the_built_in_client_and_says_so():
         path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
                                if not (Path(d) / "wrk").exists())
     energyctl = Path(sys.executable).with_name("energyctl")
-    done, report = run(str(energyctl), "bench", "--only", "http-hot", env={**os.environ, "PATH": path})
+    done, report = run(str(energyctl), "bench", "--only", "http-hot", env={**shell_environment(), "PATH": path})
     assert done.returncode == 0, (done.stderr, report)
     row = report["workloads"][0]["rows"][0]
     assert "built-in client (wrk not on PATH)" in row["engine"] and report["http_client"] == row["engine"]
@@ -89,7 +95,7 @@ def test_cli_bench_command_runs_one_workload():
 def test_unknown_workload_is_a_usage_error():
     energyctl = Path(sys.executable).with_name("energyctl")
     done = subprocess.run([str(energyctl), "bench", "--only", "nope"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=shell_environment())
     assert done.returncode == 2, done.stderr
     assert "nope" in done.stderr
 
@@ -97,7 +103,7 @@ def test_unknown_workload_is_a_usage_error():
 def test_unknown_workload_with_json_is_one_error_document_on_stdout():
     energyctl = Path(sys.executable).with_name("energyctl")
     done = subprocess.run([str(energyctl), "bench", "--only", "nope", "--json"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env=shell_environment())
     assert done.returncode == 2, done.stderr
     document = json.loads(done.stdout)
     assert (document["status"], document["error"]) == ("error", "invalid_request"), document
@@ -107,7 +113,7 @@ def test_unknown_workload_with_json_is_one_error_document_on_stdout():
 def test_cli_startup_times_another_script_in_the_same_rounds():
     script = str(Path(sys.executable).parent / "energyctl")
     command = [sys.executable, "-m", "benchmarks.cli_startup", "--runs", "1", "--against", script, "--json"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=shell_environment())
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     commands = report["commands"]
@@ -125,9 +131,7 @@ def test_http_peer_benchmark_prints_each_round_with_every_answer_2xx():
         pytest.skip("the peer needs gunicorn: pip install -e '.[test,bench]'")
     command = [sys.executable, "-m", "benchmarks.http_peer", "--seconds", "1", "--rounds", "2", "--connections", "2",
                "--accounts", "20", "--json"]
-    # As from a shell: no DJANGO_SETTINGS_MODULE (pytest's names the checkout's settings).
-    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=shell_environment())
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert set(report["engines"]) == {"energyctl serve", "peer", "pgbench"}, report["engines"]
