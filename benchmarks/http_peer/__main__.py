@@ -181,7 +181,8 @@ def round_line(row: dict) -> str:
         cpu = figures["client_cpu_us_per_request"]
         parts.append(f"{name} {figures['requests_per_s']:,.0f}/s "
                      f"({'-' if cpu is None else f'{cpu:,.0f}'} µs client CPU/req, "
-                     f"machine {figures['machine_busy_percent']}% busy, load {figures['load_average_1m']})"
+                     f"machine {figures['machine_busy_percent']}% busy = {figures['machine_cpu_us_per_request']:,.0f} "
+                     f"µs/req, load {figures['load_average_1m']})"
                      + (f" FAILED: {'; '.join(figures['errors'])}" if figures["errors"] else ""))
     against = f", {row['ratio_against']}x against" if "ratio_against" in row else ""
     return f"round {row['round']} ({' then '.join(row['order'])}): " + " | ".join(parts) + \
