@@ -12,6 +12,7 @@ them waiting for it: they provably overlapped, and then race for real.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 from tests.support import setup_django, spawn_context, test_database_name, wait_until_blocked
@@ -19,6 +20,29 @@ from tests.support import setup_django, spawn_context, test_database_name, wait_
 # The workers wait this long for the held locks (their own lock_timeout), far longer than
 # they take to line up; the test holds the locks on purpose.
 LINE_UP_TIMEOUT_S = 60
+# Children started for a line-up wait and hold on purpose: on a busy machine their start can
+# outlast the usual statement and idle-in-transaction bounds, which would end the wait (or the
+# holder's transaction, and with it the locks) before every worker is seen waiting.
+PATIENT = {
+    "ENERGYCTL_LOCK_TIMEOUT_MS": str(LINE_UP_TIMEOUT_S * 1000),
+    "ENERGYCTL_STATEMENT_TIMEOUT_MS": str(LINE_UP_TIMEOUT_S * 1000),
+    "ENERGYCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS": str(2 * LINE_UP_TIMEOUT_S * 1000),
+}
+
+
+@contextmanager
+def patient_children():
+    """Processes started inside take PATIENT's bounds from the environment they inherit."""
+    saved = {name: os.environ.get(name) for name in PATIENT}
+    os.environ.update(PATIENT)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def consume_worker(db_name, barrier, requests, results) -> None:
@@ -64,8 +88,9 @@ def run_workers(jobs: list[tuple]) -> list[dict]:
     results = ctx.Queue()
     procs = [ctx.Process(target=target, args=(db_name, barrier, *args, results)) for target, args in jobs]
     with every_account_locked(ctx, db_name) as holder:
-        for proc in procs:
-            proc.start()
+        with patient_children():
+            for proc in procs:
+                proc.start()
         try:
             wait_until_blocked(len(procs), holder_pid=holder, alive=procs, timeout=LINE_UP_TIMEOUT_S)
         except AssertionError as exc:
@@ -87,7 +112,8 @@ def every_account_locked(ctx, db_name: str):
     """Another process holds every account's row lock; yields its backend pid, releases on exit."""
     ready, release = ctx.Queue(), ctx.Event()
     holder = ctx.Process(target=hold_every_account, args=(db_name, ready, release))
-    holder.start()
+    with patient_children():
+        holder.start()
     try:
         yield ready.get(timeout=60)
     finally:
@@ -115,7 +141,8 @@ def row_lock_held(account_id: int = 1, lock_timeout: str = "200ms"):
     ctx = spawn_context()
     holding, release = ctx.Event(), ctx.Event()
     holder = ctx.Process(target=hold_row_lock, args=(test_database_name(), holding, release, account_id))
-    holder.start()
+    with patient_children():
+        holder.start()
     try:
         assert holding.wait(60), "the lock holder never got the lock"
         with connection.cursor() as cursor:
