@@ -172,7 +172,8 @@ class Session:
     def __init__(self, url: str, commands: str, **env: str):
         ctx = spawn_context()
         self._conn, child_conn = ctx.Pipe()
-        settings = {"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "energy.settings", "ENERGYCTL_LOG_LEVEL": "ERROR", **env}
+        settings = {"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "energy.settings", "ENERGYCTL_LOG_LEVEL": "ERROR",
+                    **env}
         # A daemon: a test failing half-way leaves no child waiting for commands behind it.
         self._proc = ctx.Process(target=_serve_commands, args=(settings, commands, child_conn), daemon=True)
         self._proc.start()
