@@ -31,6 +31,8 @@ REPLAY_AGAIN_ENGINE = "energyctl replay FILE again (all replayed)"
 WORKLOAD_NAMES = ",".join(w.name for w in WORKLOADS)
 # energyctl serve should answer this many times the requests/s of the case-study peer.
 PEER_TARGET_RATIO = 1.2
+# Seconds of unmeasured load each HTTP server answers before its first slice.
+HTTP_WARM_UP_S = 1
 
 
 def run(*, seconds: int = 10, processes: int = 8, only: list[str] | None = None, rounds: int = 2,
@@ -74,6 +76,11 @@ def _run_workload(target, workload: Workload, requested: int, seconds: int, roun
             _peer_engine(target, workload, n, token, notes) as peer:
         engines = [(own_name, own)] + [(b.engine, _pgbench_engine(target, b, workload, n)) for b in workload.pgbench]
         engines += [peer] if peer else []
+        if workload.kind == "http":
+            # A server's first second opens its connections and prepares its statements: unmeasured.
+            for _, measure in [engines[0], *([peer] if peer else [])]:
+                database.reset(target, workload.accounts)
+                measure(HTTP_WARM_UP_S)
         slices = {engine: [] for engine, _ in engines}
         for _ in range(rounds):
             for engine, measure in engines:
