@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def shell_environment() -> dict[str, str]:
-    """This process's environment as a shell has it: without pytest's DJANGO_SETTINGS_MODULE (the checkout's
-    ``settings``), which the ``energyctl`` processes a benchmark starts could not import."""
+    """This process's environment as a user's shell has it: without pytest's DJANGO_SETTINGS_MODULE, so the
+    processes a benchmark starts (energyctl, the peer under gunicorn) each pick their own settings."""
     return {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
 
 
