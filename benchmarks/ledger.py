@@ -120,9 +120,9 @@ def fill(consumptions: int, accounts: int) -> None:
 
 def _deep_cursor(account_id: int) -> int:
     """The id of a consumption halfway down the account's history."""
-    from energy.models import Consumption
+    from energy.models import Entry
 
-    records = Consumption.objects.filter(account_id=account_id).order_by("balance_after", "-id")
+    records = Entry.objects.filter(account_id=account_id).order_by("balance_after", "-id")
     return records.values_list("id", flat=True)[records.count() // 2]
 
 

@@ -9,6 +9,13 @@ from energy.domain.clients import OPERATOR  # noqa: F401 - defined once, in the 
 # The constraint a replay is recognised by: only a violation of *this* constraint means
 # "this client already applied this key"; any other integrity error is a real failure.
 IDEMPOTENCY_KEY_CONSTRAINT = "energy_consumption_client_key_unique"
+# "At most one reversal per entry", kept by the database itself: two racing reversals of one
+# consumption cannot both be recorded, whatever the code that records them does.
+ONE_REVERSAL_CONSTRAINT = "energy_entry_one_reversal_per_target"
+# Kinds of entry, and the kinds whose entry names another one (its ``target``). Holds will
+# add hold, capture (target: the hold) and void (target: the hold).
+KINDS = ("consume", "credit", "reversal")
+KINDS_WITH_TARGET = ("reversal",)
 # The built-in client the command line acts as. It has no token, so it can never be used
 # over HTTP; its id is fixed because existing consumptions were moved into its key space.
 OPERATOR_CLIENT_ID = 1
@@ -20,6 +27,11 @@ class Account(models.Model):
     # What the account started with: the ledger audit's starting point, since
     # energy = opening_energy - sum(amounts of its consumptions) must always hold.
     opening_energy = models.BigIntegerField()
+    # The position of the account's newest entry in its chain. Raised by the same UPDATE that
+    # changes the balance, under the same row lock, and copied into the entry as its ``seq``:
+    # the account's entries form one line, in the order they were applied, whatever order
+    # their rows were inserted in. Accounts from before it existed start at 0.
+    last_seq = models.BigIntegerField(db_default=0)
 
     class Meta:
         constraints = [
@@ -64,33 +76,65 @@ class Client(models.Model):
         ]
 
 
-class Consumption(models.Model):
+class Entry(models.Model):
+    """One change to an account's balance: a consume, a credit or a reversal; the ledger is these rows.
+
+    The table keeps the name it had when it held consumptions only: renaming a large table
+    that writers use is not worth a name.
+    """
+
     id = models.BigAutoField(primary_key=True)
-    # No index of its own: the history index starts with it.
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="consumptions", db_index=False)
+    # No index of its own: the history indexes start with it.
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries", db_index=False)
     # Whose key space the idempotency key belongs to. No index of its own: the UNIQUE
     # (client, key) index starts with it.
-    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="consumptions", db_index=False)
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="entries", db_index=False)
+    # A database default, so that rows written by code from before kinds existed (during a
+    # rolling deploy) are consumes, as they are.
+    kind = models.CharField(max_length=16, db_default="consume", choices=[(k, k) for k in KINDS])
     amount = models.BigIntegerField()
-    idempotency_key = models.CharField(max_length=255)
-    # The balance right after this consumption: stored so a replay answers with the
-    # original result instead of recomputing it from a balance that has moved on.
+    # NULL for a reversal: it is answered under the key of the entry it reverses, which
+    # already holds that key in the UNIQUE (client, key) space.
+    idempotency_key = models.CharField(max_length=255, null=True)  # noqa: DJ001 - NULL is "no key of its own"
+    # The entry a reversal gives back. No index of its own: the one-reversal UNIQUE index
+    # finds a target's reversal, and entries are never deleted. DO_NOTHING leaves the
+    # reference to the database's foreign key.
+    target = models.ForeignKey("self", on_delete=models.DO_NOTHING, null=True, related_name="+", db_index=False)
+    # The balance right after this entry: stored so a replay answers with the original result
+    # instead of recomputing it from a balance that has moved on.
     balance_after = models.BigIntegerField()
+    # Position in the account's chain (see Account.last_seq). NULL for entries recorded
+    # before the chain was numbered: they come first, in their balance_after order.
+    seq = models.BigIntegerField(null=True)
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
+        db_table = "energy_consumption"
         indexes = [
-            # An account's history, newest first (the order its consumptions were applied):
-            # a page is an index range, whatever the account's size or the page's depth.
-            models.Index(fields=["account", "balance_after", "-id"], name="energy_consumption_history"),
+            # The history of entries from before ``seq``, newest first (the order they were
+            # applied: each lowered the balance); entries with a seq are never in it.
+            models.Index(fields=["account", "balance_after", "-id"], name="energy_entry_early_history",
+                         condition=Q(seq__isnull=True)),
         ]
         constraints = [
             models.UniqueConstraint(fields=["client", "idempotency_key"], name=IDEMPOTENCY_KEY_CONSTRAINT),
+            # One line per account: no two entries at one position. Also the history's index.
+            models.UniqueConstraint(fields=["account", "seq"], name="energy_entry_account_seq_unique",
+                                    condition=Q(seq__isnull=False)),
+            models.UniqueConstraint(fields=["target"], name=ONE_REVERSAL_CONSTRAINT, condition=Q(kind="reversal")),
             models.CheckConstraint(condition=Q(amount__gt=0), name="energy_consumption_amount_positive"),
             models.CheckConstraint(
                 condition=Q(balance_after__gte=0), name="energy_consumption_balance_after_not_negative"
             ),
             models.CheckConstraint(
                 condition=~Q(idempotency_key=""), name="energy_consumption_key_not_empty"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=KINDS), name="energy_entry_kind_known"),
+            # A key of its own exactly when the entry names no other: consumes and credits
+            # have one, a reversal is answered under its target's.
+            models.CheckConstraint(
+                condition=(Q(kind__in=KINDS_WITH_TARGET, idempotency_key__isnull=True, target__isnull=False)
+                           | (~Q(kind__in=KINDS_WITH_TARGET) & Q(idempotency_key__isnull=False, target__isnull=True))),
+                name="energy_entry_key_or_target",
             ),
         ]

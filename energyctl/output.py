@@ -137,6 +137,6 @@ def show_record(out: Output, result, *, title: str) -> None:
     table.add_row("amount", str(result.amount))
     table.add_row("balance after", str(result.balance_after))
     table.add_row("key", escape(result.idempotency_key))
-    table.add_row("consumption", str(result.consumption_id))
+    table.add_row("consumption", str(result.entry_id))
     table.add_row("recorded at", result.created_at.isoformat())
     out.out.print(table)

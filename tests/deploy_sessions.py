@@ -34,10 +34,10 @@ def _timed(call):
 def _prepare(accounts: dict[int, int]) -> dict:
     from django.core.management import call_command
 
-    from energy.models import Account, Consumption
+    from energy.models import Account, Entry
 
     call_command("migrate", verbosity=0)
-    Consumption.objects.all().delete()
+    Entry.objects.all().delete()
     Account.objects.all().delete()
     Account.objects.bulk_create([Account(id=i, energy=e, opening_energy=e) for i, e in accounts.items()])
     return {}
@@ -121,10 +121,10 @@ def _session_differences() -> list[str]:
 
 
 def _ledger() -> dict:
-    from energy.models import Account, Consumption
+    from energy.models import Account, Entry
 
     return {"balances": dict(Account.objects.values_list("id", "energy")),
-            "records": sorted(Consumption.objects.values_list("idempotency_key", "account_id", "amount"))}
+            "records": sorted(Entry.objects.values_list("idempotency_key", "account_id", "amount"))}
 
 
 def _show(name: str) -> str:

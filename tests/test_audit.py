@@ -107,7 +107,7 @@ def test_records_of_an_account_that_no_longer_exists_are_named():
 
     report = audit_ledger()
 
-    assert problems_by_account(report) == {2: ["3 consumptions are recorded for an account that does not exist"]}
+    assert problems_by_account(report) == {2: ["3 entries are recorded for an account that does not exist"]}
     assert (report.accounts, report.consumptions) == (2, 6)
 
 
@@ -145,7 +145,7 @@ def test_a_swapped_history_with_a_consistent_looking_chain_is_judged_by_balance_
 def test_clean_after_a_replay_file_whose_batches_insert_out_of_chain_order(tmp_path):
     from typer.testing import CliRunner
 
-    from energy.models import Consumption
+    from energy.models import Entry
     from energyctl.app import app
 
     seed_accounts(count=3, energy=1000)
@@ -158,7 +158,7 @@ def test_clean_after_a_replay_file_whose_batches_insert_out_of_chain_order(tmp_p
     result = CliRunner().invoke(app, ["replay", str(path), "--json"])
     assert result.exit_code == 6, result.output  # the one refused line
 
-    chain = Consumption.objects.filter(account_id=1).order_by("-balance_after")
+    chain = Entry.objects.filter(account_id=1).order_by("-balance_after")
     ids_by_chain = list(chain.values_list("id", flat=True))
     assert ids_by_chain != sorted(ids_by_chain), "the batch no longer inserts out of chain order; test needs new data"
     report = audit_ledger()

@@ -13,7 +13,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from energy.application.clients import add_client, authenticate, revoke_client, rotate_token
-from energy.models import OPERATOR_CLIENT_ID, Account, Client, Consumption
+from energy.models import OPERATOR_CLIENT_ID, Account, Client, Entry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CONSUME = "/api/energy/consume/"
@@ -48,7 +48,7 @@ def get(token, path, **headers):
 
 
 def ledger():
-    return (sorted(Account.objects.values_list("id", "energy")), Consumption.objects.count())
+    return (sorted(Account.objects.values_list("id", "energy")), Entry.objects.count())
 
 
 def refused(response, status, error):
@@ -168,7 +168,7 @@ def test_two_clients_with_the_same_key_are_both_applied(shop):
     assert a.json()["consumption_id"] != b.json()["consumption_id"]
     assert b.json()["balance_after"] == 40
     assert Account.objects.get(pk=1).energy == 40
-    assert sorted(Consumption.objects.values_list("client__name", flat=True)) == ["game", "shop"]
+    assert sorted(Entry.objects.values_list("client__name", flat=True)) == ["game", "shop"]
 
 
 def test_a_client_can_neither_read_nor_spoil_another_clients_key(shop):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from energy.application.clients import add_client, hash_token, revoke_client, rotate_token
-from energy.models import Account, Consumption
+from energy.models import Account, Entry
 from tests import workers
 from tests.http_server import Server, post_at_barrier
 from tests.support import free_port, spawn_context, test_database_name, test_database_url
@@ -42,7 +42,7 @@ def accounts():
 
 
 def ledger():
-    return sorted(Account.objects.values_list("id", "energy")), Consumption.objects.count()
+    return sorted(Account.objects.values_list("id", "energy")), Entry.objects.count()
 
 
 def assert_401(answer):
@@ -210,7 +210,7 @@ def test_a_same_key_storm_from_two_clients_applies_exactly_once_per_client(serve
         assert len({a["body"]["consumption_id"] for a in mine}) == 1, name
         assert any(a["started"] < released_at < a["ended"] for a in mine), f"no request of {name} was in flight"
     assert Account.objects.get(pk=1).energy == 100 - 2 * 10
-    assert sorted(Consumption.objects.values_list("client__name", "idempotency_key")) == [
+    assert sorted(Entry.objects.values_list("client__name", "idempotency_key")) == [
         ("game", "storm"), ("shop", "storm")]
 
 

@@ -12,7 +12,7 @@ from energy.application.batch import consume_many
 from energy.application.consume import consume
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import ConsumeRequest
-from energy.models import Account, Consumption
+from energy.models import Account, Entry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +28,7 @@ EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 def reset(applied_before):
-    Consumption.objects.all().delete()
+    Entry.objects.all().delete()
     Account.objects.all().delete()
     Account.objects.bulk_create([Account(id=i, energy=e, opening_energy=e) for i, e in STARTING.items()])
     for request in applied_before:
@@ -54,12 +54,12 @@ def comparable(outcome):
 
 def state():
     balances = dict(Account.objects.values_list("id", "energy"))
-    records = set(Consumption.objects.values_list("idempotency_key", "account_id", "amount", "balance_after"))
+    records = set(Entry.objects.values_list("idempotency_key", "account_id", "amount", "balance_after"))
     return balances, records
 
 
 def replays_point_at_their_original(outcomes):
-    originals = dict(Consumption.objects.values_list("idempotency_key", "id"))
+    originals = dict(Entry.objects.values_list("idempotency_key", "id"))
     for outcome in outcomes:
         if not isinstance(outcome, EnergyError):
             assert outcome.consumption_id == originals[outcome.idempotency_key], outcome
@@ -144,10 +144,10 @@ def test_batches_and_single_consumes_racing_on_shared_keys_apply_each_key_once()
         expected = (["applied", "replayed", "replayed", "replayed"], ["insufficient_energy"] * 4)
         assert statuses in expected, (key, answers)
         assert len({a.get("consumption_id") for a in answers}) == 1, (key, answers)
-    assert Consumption.objects.count() == sum(1 for a in by_key.values() if a[0]["status"] != "error")
-    assert Consumption.objects.filter(account_id=6).count() == 100 // 7
+    assert Entry.objects.count() == sum(1 for a in by_key.values() if a[0]["status"] != "error")
+    assert Entry.objects.filter(account_id=6).count() == 100 // 7
     for account in Account.objects.all():
-        spent = Consumption.objects.filter(account=account).aggregate(t=Sum("amount"))["t"] or 0
+        spent = Entry.objects.filter(account=account).aggregate(t=Sum("amount"))["t"] or 0
         assert account.energy == {**rich, **poor}[account.id] - spent >= 0
 
 
@@ -161,7 +161,7 @@ def test_chunk_stuck_behind_a_held_lock_is_unavailable_and_its_retry_applies_onc
     with row_lock_held(account_id=1):
         outcomes = consume_many(requests)
     assert [o.outcome for o in outcomes] == ["unavailable", "unavailable"]
-    assert not Consumption.objects.exists()
+    assert not Entry.objects.exists()
     assert [o.status for o in consume_many(requests)] == ["applied", "applied"]
     assert [o.status for o in consume_many(requests)] == ["replayed", "replayed"]
     assert dict(Account.objects.values_list("id", "energy")) == {1: 90, 2: 95}

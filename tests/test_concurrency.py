@@ -3,7 +3,7 @@
 import pytest
 from django.db.models import Sum
 
-from energy.models import Account, Consumption
+from energy.models import Account, Entry
 from tests.workers import run_in_processes
 
 # Every test here runs several OS processes.
@@ -21,10 +21,10 @@ def test_distinct_keys_never_overdraw_and_balance_matches_records():
     refused = [o for o in outcomes if o.get("error") == "insufficient_energy"]
     assert len(applied) + len(refused) == len(outcomes) == 160
     final = Account.objects.get(pk=1).energy
-    recorded = Consumption.objects.aggregate(total=Sum("amount"))["total"]
+    recorded = Entry.objects.aggregate(total=Sum("amount"))["total"]
     assert final >= 0
     assert final == 1_000 - recorded
-    assert len(applied) == Consumption.objects.count() == 1_000 // 7
+    assert len(applied) == Entry.objects.count() == 1_000 // 7
     # Each applied result saw a distinct balance: the lock serialised them.
     assert sorted(o["balance_after"] for o in applied) == [1_000 - 7 * n for n in range(len(applied), 0, -1)]
 
@@ -37,7 +37,7 @@ def test_same_key_from_many_processes_applies_exactly_once():
     bodies = {tuple(sorted((k, v) for k, v in o.items() if k != "status")) for o in outcomes}
     assert len(bodies) == 1, "every copy must get the identical original result"
     assert Account.objects.get(pk=1).energy == 70
-    assert Consumption.objects.count() == 1
+    assert Entry.objects.count() == 1
 
 
 def test_same_key_for_different_accounts_applies_once_and_rest_mismatch():
@@ -47,7 +47,7 @@ def test_same_key_for_different_accounts_applies_once_and_rest_mismatch():
     assert len(applied) == 1
     assert sorted(o.get("error") for o in outcomes if o["status"] != "applied") == (
         ["idempotency_key_mismatch"] * (PROCESSES - 1))
-    assert Consumption.objects.count() == 1
+    assert Entry.objects.count() == 1
     assert Account.objects.aggregate(total=Sum("energy"))["total"] == 100 * PROCESSES - 10
 
 
@@ -62,9 +62,9 @@ def test_retry_storm_of_mixed_keys_applies_each_key_once():
     for key, answers in by_key.items():
         assert sorted(a["status"] for a in answers) == ["applied"] + ["replayed"] * (PROCESSES - 1), key
         assert len({a["consumption_id"] for a in answers}) == 1
-    assert Consumption.objects.count() == 30
+    assert Entry.objects.count() == 30
     for account in Account.objects.all():
-        spent = Consumption.objects.filter(account=account).aggregate(t=Sum("amount"))["t"]
+        spent = Entry.objects.filter(account=account).aggregate(t=Sum("amount"))["t"]
         assert account.energy == 500 - spent >= 0
 
 

@@ -10,7 +10,7 @@ from energy.domain.exceptions import (
     InsufficientEnergy,
     Unavailable,
 )
-from energy.models import Account, Consumption
+from energy.models import Account, Entry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +29,7 @@ def test_success_deducts_and_records(account):
     assert result.status == "applied"
     assert (result.account_id, result.amount, result.balance_after) == (1, 30, 70)
     assert balance() == 70
-    record = Consumption.objects.get()
+    record = Entry.objects.get()
     assert (record.id, record.idempotency_key, record.balance_after) == (result.consumption_id, "abc", 70)
     assert result.created_at == record.created_at
 
@@ -41,7 +41,7 @@ def test_replay_returns_original_result_and_changes_nothing(account):
     assert again.status == "replayed"
     assert {**again.to_dict(), "status": "applied"} == first.to_dict()
     assert balance() == 60
-    assert Consumption.objects.count() == 2
+    assert Entry.objects.count() == 2
 
 
 def test_replay_wins_even_when_balance_is_now_too_low(account):
@@ -79,7 +79,7 @@ def test_insufficient_energy_records_nothing(account):
         consume(account_id=1, amount=101, idempotency_key="too-much")
     assert (caught.value.balance, caught.value.amount) == (100, 101)
     assert balance() == 100
-    assert not Consumption.objects.exists()
+    assert not Entry.objects.exists()
 
 
 def test_rejected_key_is_evaluated_afresh_later(account):
@@ -98,14 +98,14 @@ def test_exact_balance_can_be_spent_to_zero(account):
 def test_missing_account_changes_nothing(account):
     with pytest.raises(AccountNotFound):
         consume(account_id=2, amount=1, idempotency_key="k")
-    assert not Consumption.objects.exists()
+    assert not Entry.objects.exists()
 
 
 def test_distinct_keys_accumulate(account):
     for i in range(5):
         assert consume(account_id=1, amount=7, idempotency_key=f"k{i}").balance_after == 100 - 7 * (i + 1)
     assert balance() == 65
-    assert Consumption.objects.count() == 5
+    assert Entry.objects.count() == 5
 
 
 def test_unicode_key_round_trips(account):
@@ -125,7 +125,7 @@ def test_other_integrity_errors_are_not_replays(account):
         with pytest.raises(IntegrityError):
             consume(account_id=1, amount=20, idempotency_key="boom")
         assert balance() == 100
-        assert not Consumption.objects.exists()
+        assert not Entry.objects.exists()
     finally:
         with connection.cursor() as cursor:
             cursor.execute("ALTER TABLE energy_account DROP CONSTRAINT energy_account_tiny")
@@ -195,7 +195,7 @@ def test_consume_inside_a_callers_transaction_is_undone_with_it(account):
         assert consume(account_id=1, amount=30, idempotency_key="inner").status == "applied"
         transaction.set_rollback(True)
     assert balance() == 100
-    assert not Consumption.objects.exists()
+    assert not Entry.objects.exists()
     assert consume(account_id=1, amount=30, idempotency_key="inner").status == "applied"
 
 
@@ -240,13 +240,13 @@ def test_the_orm_path_follows_the_same_rule_as_the_statement(account):
         (1, 60, "a"), (1, 60, "a"), (1, 61, "a"), (1, 50, "b"), (2, 1, "c"), (1, 40, "d"), (1, 60, "a"),
     ]] == ["applied", "replayed", "idempotency_key_mismatch", "insufficient_energy", "account_not_found",
            "applied", "replayed"]
-    assert balance() == 0 and Consumption.objects.count() == 2
+    assert balance() == 0 and Entry.objects.count() == 2
 
 
 def test_an_applied_result_is_the_contract_body_of_the_stored_record(account):
     """Every field of the answer comes from the record it names, under its own name."""
     result = consume(account_id=1, amount=30, idempotency_key="fields").to_dict()
-    record = Consumption.objects.get()
+    record = Entry.objects.get()
     assert result == {
         "status": "applied", "consumption_id": record.id, "account_id": 1, "amount": 30,
         "idempotency_key": "fields", "balance_after": 70, "created_at": result["created_at"],

@@ -16,7 +16,7 @@ from django.db.transaction import TransactionManagementError
 from energy.application.consume import consume
 from energy.db import role_settings as session
 from energy.domain.exceptions import Unavailable
-from energy.models import Account, Consumption
+from energy.models import Account, Entry
 from tests.deploy_sessions import Session
 from tests.support import server_address, wait_until_blocked, wait_until_stopped
 from tests.tcp_proxy import TcpProxy
@@ -89,7 +89,7 @@ def test_a_lock_timeout_in_a_savepoint_rolls_back_only_that_savepoint():
         # The outer block goes on after its savepoint's rollback.
         Account.objects.create(id=3, energy=5, opening_energy=5)
     assert sorted(Account.objects.values_list("id", flat=True)) == [1, 2, 3]
-    assert not Consumption.objects.exists()
+    assert not Entry.objects.exists()
 
 
 def test_a_lock_timeout_outside_any_transaction_is_unavailable_and_the_next_call_works():

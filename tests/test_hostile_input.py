@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from energy.application.consume import consume
 from energy.domain.exceptions import EnergyError, InvalidRequest
 from energy.domain.requests import KEY_HEADER, MAX_INT64, MAX_KEY_LENGTH, ConsumeRequest
-from energy.models import Account, Consumption
+from energy.models import Account, Entry
 
 URL = "/api/energy/consume/"
 FIELDS = ("account_id", "amount", "idempotency_key")
@@ -122,7 +122,7 @@ def test_use_case_answers_like_the_rule_for_any_valid_request(path):
             balances[account] -= amount
             applied[key] = (account, amount)
         assert dict(Account.objects.values_list("id", "energy")) == balances
-        assert Consumption.objects.count() == len(applied)
+        assert Entry.objects.count() == len(applied)
 
     @WITH_DB
     @given(data=st.data())
@@ -280,7 +280,7 @@ def _post(raw, content_type="application/json", headers=None):
 
 def _assert_nothing_written():
     assert Account.objects.get(pk=1).energy == 100
-    assert not Consumption.objects.exists()
+    assert not Entry.objects.exists()
 
 
 def test_floats_that_equal_integers_are_still_refused():

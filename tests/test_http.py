@@ -5,7 +5,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from energy.models import Account, Consumption
+from energy.models import Account, Entry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/api/energy/consume/"
@@ -33,7 +33,7 @@ def post(client, body, **headers):
 
 def assert_unchanged():
     assert Account.objects.get(pk=1).energy == 100
-    assert not Consumption.objects.exists()
+    assert not Entry.objects.exists()
 
 
 def test_applied_is_201_with_result_body(client, account):

@@ -126,7 +126,8 @@ def test_history_lists_newest_first_with_the_client_of_each(cli, ledger):
     assert [(c["idempotency_key"], c["client"], c["balance_after"]) for c in body["consumptions"]] == [
         ("order-17", "shop", 45), ("order-18", "operator", 50), ("order-17", "operator", 70)]
     assert all(c["status"] == "applied" for c in body["consumptions"])
-    assert body["consumptions"][-1] == {**ledger.to_dict(), "client": "operator"}
+    assert body["consumptions"][-1] == {**ledger.to_dict(), "kind": "consume", "client": "operator"}
+    assert body["entries"] == body["consumptions"]
 
 
 def test_history_limit_keeps_the_newest(cli, ledger):
@@ -139,7 +140,7 @@ def test_history_of_an_account_without_consumptions_is_empty(cli, ledger):
     result = cli("history", "--account", "2", "--json")
 
     assert result.returncode == 0
-    assert one_json_document(result.stdout) == {"account_id": 2, "energy": 100, "consumptions": []}
+    assert one_json_document(result.stdout) == {"account_id": 2, "energy": 100, "entries": [], "consumptions": []}
 
 
 @pytest.mark.parametrize("args, outcome", [

@@ -55,7 +55,9 @@ def test_an_accounts_consumptions_newest_first_and_only_the_callers_own(client, 
     body = response.json()
     # The balance is the account's; the records are the shop's alone: no other client's keys.
     assert (body["account_id"], body["energy"], body["next"]) == (1, 67, None)
-    assert body["consumptions"] == [{**result.to_dict(), "client": "shop"} for result in reversed(spent)]
+    assert body["consumptions"] == [{**result.to_dict(), "kind": "consume", "client": "shop"}
+                                    for result in reversed(spent)]
+    assert body["entries"] == body["consumptions"]
     meter = APIClient()
     meter.credentials(HTTP_AUTHORIZATION=f"Bearer {other.token}")
     assert [c["idempotency_key"] for c in consumptions(meter).json()["consumptions"]] == ["by-the-meter"]

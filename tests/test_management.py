@@ -137,7 +137,7 @@ def test_manage_py_replay_keys_with_client_acts_in_that_clients_key_space(tmp_pa
     from energy.application.accounts import seed_accounts
     from energy.application.clients import add_client
     from energy.application.consume import consume
-    from energy.models import Account, Client, Consumption
+    from energy.models import Account, Client, Entry
 
     seed_accounts(count=1, energy=100)
     add_client(name="shop", accounts=None)
@@ -154,4 +154,4 @@ def test_manage_py_replay_keys_with_client_acts_in_that_clients_key_space(tmp_pa
     summary = json.loads(done.stdout)
     assert (summary["replayed"], summary["applied"]) == (1, 0), summary
     assert Account.objects.get(pk=1).energy == 90
-    assert list(Consumption.objects.values_list("client__name", "idempotency_key")) == [("shop", "order-1")]
+    assert list(Entry.objects.values_list("client__name", "idempotency_key")) == [("shop", "order-1")]

@@ -78,7 +78,8 @@ def test_the_error_body_names_every_outcome_the_api_answers(document):
     error = document["components"]["schemas"]["Error"]
     outcomes = set(document["components"]["schemas"][error["properties"]["error"]["$ref"].rsplit("/", 1)[1]]["enum"])
     assert {"invalid_request", "unauthenticated", "forbidden", "account_not_found", "key_not_found", "not_found",
-            "insufficient_energy", "idempotency_key_mismatch", "internal_error", "unavailable"} == outcomes
+            "insufficient_energy", "idempotency_key_mismatch", "invalid_state", "internal_error",
+            "unavailable"} == outcomes
     assert set(error["required"]) == {"status", "error", "detail"}
 
 

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.utils import ConnectionHandler
 from rich.console import Console
 
-from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Account, Client, Consumption
+from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Account, Client, Entry
 from energy.race import DemoReport, DemoUnsupported, ScenarioResult, Step, run_demo
 from energy.race.demo import check_backend
 from energyctl.race_view import render
@@ -84,7 +84,7 @@ class Runs:
 def real_state() -> tuple:
     return (
         list(Account.objects.order_by("pk").values_list("pk", "energy")),
-        list(Consumption.objects.order_by("pk").values_list("pk", "idempotency_key", "amount", "balance_after")),
+        list(Entry.objects.order_by("pk").values_list("pk", "idempotency_key", "amount", "balance_after")),
     )
 
 
@@ -100,7 +100,7 @@ def runs(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         Account.objects.create(id=1, energy=500, opening_energy=500)
         operator, _ = Client.objects.get_or_create(id=OPERATOR_CLIENT_ID, defaults={"name": OPERATOR})
-        Consumption.objects.create(account=Account(pk=1), client=operator, amount=5, idempotency_key="real-1",
+        Entry.objects.create(account=Account(pk=1), client=operator, amount=5, idempotency_key="real-1",
                                    balance_after=495)
         Account.objects.filter(pk=1).update(energy=495)
         before = real_state()
@@ -110,7 +110,7 @@ def runs(django_db_setup, django_db_blocker):
                        for workers in (8,) + (3,) * (RUNS - 1)]
             return Runs(reports, before, real_state(), demo_schemas())
         finally:
-            Consumption.objects.all().delete()
+            Entry.objects.all().delete()
             Account.objects.all().delete()
 
 

@@ -73,10 +73,10 @@ _CLIENT_ID = 1  # the operator's, until "prepare" adds the session's client
 
 
 def _ledger(account):
-    from energy.models import Account, Consumption
+    from energy.models import Account, Entry
 
     return {"energy": Account.objects.get(pk=account).energy,
-            "records": list(Consumption.objects.filter(account_id=account).order_by("id")
+            "records": list(Entry.objects.filter(account_id=account).order_by("id")
                             .values_list("idempotency_key", "amount"))}
 
 

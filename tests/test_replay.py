@@ -172,7 +172,7 @@ def test_ctrl_c_on_a_real_process_stops_cleanly_and_the_rerun_applies_each_key_o
     import subprocess
     import time
 
-    from energy.models import Consumption
+    from energy.models import Entry
     from tests.support import ENERGYCTL, test_database_url
 
     requests = "".join(line(1 + i % 3, 1, f"sig{i}") + "\n" for i in range(60))
@@ -184,7 +184,7 @@ def test_ctrl_c_on_a_real_process_stops_cleanly_and_the_rerun_applies_each_key_o
     replaying.stdin.write(first_half)
     replaying.stdin.flush()
     deadline = time.monotonic() + 60
-    while Consumption.objects.count() < 30:
+    while Entry.objects.count() < 30:
         assert time.monotonic() < deadline and replaying.poll() is None, replaying.communicate()
         time.sleep(0.05)
     replaying.send_signal(signal.SIGINT)
@@ -197,7 +197,7 @@ def test_ctrl_c_on_a_real_process_stops_cleanly_and_the_rerun_applies_each_key_o
                            env=env, timeout=60)
     assert rerun.returncode == 0, rerun.stderr
     assert (json.loads(rerun.stdout)["replayed"], json.loads(rerun.stdout)["applied"]) == (30, 30)
-    assert Consumption.objects.count() == 60 and (balance(1), balance(2), balance(3)) == (80, 80, 80)
+    assert Entry.objects.count() == 60 and (balance(1), balance(2), balance(3)) == (80, 80, 80)
 
 
 def test_the_command_line_and_the_use_case_share_one_retry_budget_default():

@@ -300,7 +300,7 @@ def bearer(token: str) -> tuple[str, str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_one_key_however_it_arrives_names_one_record(edge, shop, tmp_path):
-    from energy.models import Consumption
+    from energy.models import Entry
 
     port, _ = edge
     body = {"account_id": 1, "amount": 30}
@@ -328,12 +328,12 @@ def test_one_key_however_it_arrives_names_one_record(edge, shop, tmp_path):
     replay_file.write_text(json.dumps({**body, "idempotency_key": "abc"}) + "\n")
     replayed = energyctl("replay", str(replay_file), "--client", "shop", "--json", url=test_database_url())
     assert (replayed.returncode, replayed.json["replayed"], replayed.json["applied"]) == (0, 1, 0), replayed
-    assert Consumption.objects.count() == 1
+    assert Entry.objects.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_quoted_header_unescapes_to_the_key_the_body_and_the_command_line_spell(edge, shop):
-    from energy.models import Consumption
+    from energy.models import Entry
 
     port, _ = edge
     key = 'say "hi" \\ bye'
@@ -346,12 +346,12 @@ def test_a_quoted_header_unescapes_to_the_key_the_body_and_the_command_line_spel
     assert (first[0], first[2]["idempotency_key"]) == (201, key), first
     assert (again[0], again[2]["consumption_id"]) == (200, first[2]["consumption_id"]), again
     assert (cli.json["status"], cli.json["consumption_id"]) == ("replayed", first[2]["consumption_id"]), cli
-    assert list(Consumption.objects.values_list("idempotency_key", flat=True)) == [key]
+    assert list(Entry.objects.values_list("idempotency_key", flat=True)) == [key]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_key_header_beyond_ascii_is_refused_and_stored_in_no_spelling(edge, shop):
-    from energy.models import Consumption
+    from energy.models import Entry
 
     port, _ = edge
     body = {"account_id": 1, "amount": 5}
@@ -359,12 +359,12 @@ def test_a_key_header_beyond_ascii_is_refused_and_stored_in_no_spelling(edge, sh
                                     [bearer(shop), ("Idempotency-Key", "café".encode())])
     assert (status, headers["Content-Type"], refused["error"]) == (400, "application/json", "invalid_request")
     assert "JSON body" in refused["fields"]["Idempotency-Key"], refused
-    assert not Consumption.objects.exists()
+    assert not Entry.objects.exists()
     applied = call(port, "POST", "/api/energy/consume/", {**body, "idempotency_key": "café"}, [bearer(shop)])
     assert applied[0] == 201, applied
     shown = energyctl("show", "--key", "café", "--client", "shop", "--json", url=test_database_url())
     assert shown.json["consumption_id"] == applied[2]["consumption_id"], shown
-    assert list(Consumption.objects.values_list("idempotency_key", flat=True)) == ["café"]
+    assert list(Entry.objects.values_list("idempotency_key", flat=True)) == ["café"]
 
 
 @pytest.mark.django_db(transaction=True)

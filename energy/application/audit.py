@@ -2,17 +2,20 @@
 
 This is the one definition of "the ledger is consistent": ``energyctl audit`` and the torture
 run both use it. Per account:
-- ``energy = opening_energy - sum(amounts of its consumptions)``, and ``energy >= 0``;
-- the chain: its consumptions, taken from the highest ``balance_after`` down, continue one
-  another (each ``balance_after`` = the one before - its amount), starting from the opening
-  energy and ending at today's balance;
-- no key is recorded twice for one client (the UNIQUE constraint forbids it; checked anyway,
-  since the audit is for when something went wrong).
+- ``energy = opening_energy + credits + reversals - consumptions``, and ``energy >= 0``;
+- the chain: its entries, in the order they were applied, continue one another (each
+  ``balance_after`` = the one before, moved by its amount: down for a consume, up for a credit
+  or a reversal), starting from the opening energy and ending at today's balance;
+- the chain's positions are 1, 2, … ``last_seq`` with none missing;
+- each reversal gives back exactly its target's amount, its target is a consumption of the
+  same account, and no consumption is reversed twice (a UNIQUE index forbids it; checked
+  anyway, since the audit is for when something went wrong);
+- no key is recorded twice for one client (likewise).
 
-Why the chain is ordered by ``balance_after`` and not by id: a batch inserts its records in key
-order, not in the order it applied them, so ids need not follow an account's chain. Amounts are
-positive, so in a sound chain every ``balance_after`` differs; ties exist only where the chain
-is already broken, and the tie-break (higher id first) only decides which link is reported.
+The order of the chain is each entry's position (``seq``). Entries recorded before positions
+existed have none: they come first, and since they are all consumptions, each lowered the
+balance, so from the highest ``balance_after`` down is their order. Ids are no order at all: a
+batch inserts its records in key order, not in the order it applied them.
 
 It is set-based SQL (window functions and GROUP BY, one statement, so one snapshot), not a
 loop in Python: the database sorts and aggregates, and only violating accounts come back.
@@ -27,27 +30,54 @@ from dataclasses import dataclass
 from django.db import connection
 
 from energy.db.guard import database_guard
-from energy.models import Account, Consumption
+from energy.domain.decision import CONSUME, CREDIT, REVERSAL, REVERSIBLE, SIGN
+from energy.models import Account, Entry
+
+# How each kind moves the balance, as SQL; an unknown kind moves it by NULL and is counted.
+_CHANGE = "CASE kind " + " ".join(f"WHEN '{kind}' THEN {sign}" for kind, sign in SIGN.items()) + " END * amount"
+_REVERSIBLE = ", ".join(f"'{kind}'" for kind in REVERSIBLE)
 
 _AUDIT_TEMPLATE = """
 WITH chain AS (
-    SELECT account_id, id, amount, balance_after,
-           LAG(balance_after) OVER (PARTITION BY account_id ORDER BY balance_after DESC, id DESC) AS previous_after
-    FROM {consumption}
+    SELECT account_id, id, kind, amount, balance_after, seq, {change} AS change,
+           LAG(balance_after) OVER w AS previous_after,
+           CASE WHEN LEAD(id) OVER w IS NULL THEN 1 ELSE 0 END AS is_last
+    FROM {entry}
+    WINDOW w AS (PARTITION BY account_id ORDER BY seq NULLS FIRST, balance_after DESC, id DESC)
 ), links AS (
     SELECT account_id,
            COUNT(*) AS records,
-           SUM(amount) AS spent,
-           MIN(balance_after) AS chain_end,
-           MAX(CASE WHEN previous_after IS NULL THEN balance_after + amount END) AS chain_start,
+           SUM(CASE WHEN kind = '{consume}' THEN amount ELSE 0 END) AS consumed,
+           SUM(CASE WHEN kind = '{credit}' THEN amount ELSE 0 END) AS credited,
+           SUM(CASE WHEN kind = '{reversal}' THEN amount ELSE 0 END) AS reversed,
+           SUM(CASE WHEN kind = '{consume}' THEN 1 ELSE 0 END) AS consumptions,
+           SUM(change) AS net,
+           SUM(CASE WHEN change IS NULL THEN 1 ELSE 0 END) AS unknown_kinds,
+           MAX(CASE WHEN previous_after IS NULL THEN balance_after - change END) AS chain_start,
            MAX(CASE WHEN previous_after IS NULL THEN id END) AS first_id,
-           SUM(CASE WHEN balance_after <> previous_after - amount THEN 1 ELSE 0 END) AS broken_links,
-           MIN(CASE WHEN balance_after <> previous_after - amount THEN id END) AS first_broken
+           MAX(CASE WHEN is_last = 1 THEN balance_after END) AS chain_end,
+           SUM(CASE WHEN balance_after <> previous_after + change THEN 1 ELSE 0 END) AS broken_links,
+           MIN(CASE WHEN balance_after <> previous_after + change THEN id END) AS first_broken,
+           COUNT(seq) AS numbered,
+           MAX(seq) AS highest_seq
     FROM chain
+    GROUP BY account_id
+), reversals AS (
+    SELECT r.account_id, r.id,
+           CASE WHEN t.id IS NULL OR t.kind NOT IN ({reversible}) OR t.account_id <> r.account_id
+                     OR t.amount <> r.amount THEN 1 ELSE 0 END AS bad,
+           COUNT(*) OVER (PARTITION BY r.target_id) AS of_target
+    FROM {entry} r LEFT JOIN {entry} t ON t.id = r.target_id
+    WHERE r.kind = '{reversal}'
+), reversal_checks AS (
+    SELECT account_id, SUM(bad) AS bad_reversals, MIN(CASE WHEN bad = 1 THEN id END) AS first_bad_reversal,
+           SUM(CASE WHEN of_target > 1 THEN 1 ELSE 0 END) AS repeated_reversals
+    FROM reversals
     GROUP BY account_id
 ), repeated AS (
     SELECT idempotency_key, MIN(account_id) AS low, MAX(account_id) AS high
-    FROM {consumption}
+    FROM {entry}
+    WHERE idempotency_key IS NOT NULL
     GROUP BY client_id, idempotency_key
     HAVING COUNT(*) > 1
 ), duplicates AS (
@@ -58,24 +88,37 @@ WITH chain AS (
     GROUP BY account_id
 ), checked AS (
     SELECT COALESCE(a.id, l.account_id) AS account_id, a.id IS NULL AS missing, a.energy, a.opening_energy,
-           COALESCE(l.records, 0) AS records, COALESCE(l.spent, 0) AS spent, l.chain_start, l.chain_end,
-           l.first_id, COALESCE(l.broken_links, 0) AS broken_links, l.first_broken,
+           a.last_seq, COALESCE(l.records, 0) AS records, COALESCE(l.consumptions, 0) AS consumptions,
+           COALESCE(l.consumed, 0) AS consumed, COALESCE(l.credited, 0) AS credited,
+           COALESCE(l.reversed, 0) AS reversed, COALESCE(l.net, 0) AS net,
+           COALESCE(l.unknown_kinds, 0) AS unknown_kinds, l.chain_start, l.chain_end, l.first_id,
+           COALESCE(l.broken_links, 0) AS broken_links, l.first_broken,
+           COALESCE(l.numbered, 0) AS numbered, COALESCE(l.highest_seq, 0) AS highest_seq,
+           COALESCE(r.bad_reversals, 0) AS bad_reversals, r.first_bad_reversal,
+           COALESCE(r.repeated_reversals, 0) AS repeated_reversals,
            COALESCE(d.keys, 0) AS duplicate_keys, d.example_key
     FROM {account} a
     FULL OUTER JOIN links l ON l.account_id = a.id
+    LEFT JOIN reversal_checks r ON r.account_id = COALESCE(a.id, l.account_id)
     LEFT JOIN duplicates d ON d.account_id = COALESCE(a.id, l.account_id)
 ), totals AS (
-    SELECT SUM(CASE WHEN missing THEN 0 ELSE 1 END) AS accounts, SUM(records) AS consumptions FROM checked
+    SELECT SUM(CASE WHEN missing THEN 0 ELSE 1 END) AS total_accounts, SUM(consumptions) AS total_consumptions,
+           SUM(records) AS total_entries
+    FROM checked
 )
-SELECT t.accounts, t.consumptions, v.*
+SELECT t.total_accounts, t.total_consumptions, t.total_entries, v.*
 FROM totals t
 LEFT JOIN (
     SELECT * FROM checked
     WHERE missing
-       OR energy <> opening_energy - spent
+       OR energy <> opening_energy + net
        OR energy < 0
+       OR unknown_kinds > 0
        OR (records > 0 AND (chain_start <> opening_energy OR chain_end <> energy))
        OR broken_links > 0
+       OR numbered <> last_seq OR highest_seq <> last_seq
+       OR bad_reversals > 0
+       OR repeated_reversals > 0
        OR duplicate_keys > 0
 ) v ON 1 = 1
 ORDER BY v.account_id
@@ -97,6 +140,8 @@ class AuditReport:
     consumptions: int
     violations: list[Violation]
     seconds: float
+    # Entries of every kind (consumptions included), checked in the same pass.
+    entries: int = 0
 
     @property
     def clean(self) -> bool:
@@ -123,8 +168,8 @@ def audit_ledger(*, schema: str | None = None) -> AuditReport:
                   for row in rows if row["account_id"] is not None for problem in problems(row)]
     # One row at least: the totals, joined to each violating account's row (or to none).
     totals = rows[0]
-    return AuditReport(int(totals["accounts"] or 0), int(totals["consumptions"] or 0), violations,
-                       round(time.perf_counter() - started, 3))
+    return AuditReport(int(totals["total_accounts"] or 0), int(totals["total_consumptions"] or 0), violations,
+                       round(time.perf_counter() - started, 3), int(totals["total_entries"] or 0))
 
 
 def audit_sql(schema: str | None = None) -> str:
@@ -133,28 +178,48 @@ def audit_sql(schema: str | None = None) -> str:
         name = connection.ops.quote_name(model._meta.db_table)
         return f"{connection.ops.quote_name(schema)}.{name}" if schema else name
 
-    return _AUDIT_TEMPLATE.format(account=table(Account), consumption=table(Consumption))
+    return _AUDIT_TEMPLATE.format(account=table(Account), entry=table(Entry), change=_CHANGE,
+                                  reversible=_REVERSIBLE, consume=CONSUME, credit=CREDIT, reversal=REVERSAL)
 
 
 def problems(row: dict) -> list[str]:
     """Each broken invariant of one account's audit row, as a sentence."""
     if row["missing"]:
-        return [f"{row['records']} consumptions are recorded for an account that does not exist"]
+        return [f"{row['records']} entries are recorded for an account that does not exist"]
     found = []
-    energy, opening, spent = row["energy"], row["opening_energy"], row["spent"]
-    if energy != opening - spent:
-        found.append(f"energy is {energy}, but opening energy {opening} - consumed {spent} = {opening - spent}")
+    energy, opening = row["energy"], row["opening_energy"]
+    if energy != opening + row["net"]:
+        found.append(f"energy is {energy}, but {_sum_sentence(row)}")
     if energy < 0:
         found.append(f"energy is negative: {energy}")
+    if row["unknown_kinds"]:
+        found.append(f"{row['unknown_kinds']} entries are of no known kind")
     if row["records"] and row["chain_start"] != opening:
-        found.append(f"the chain does not start at the opening energy {opening}: consumption {row['first_id']} "
+        found.append(f"the chain does not start at the opening energy {opening}: entry {row['first_id']} "
                      f"continues from {row['chain_start']}")
     if row["broken_links"]:
-        found.append(f"{row['broken_links']} consumptions do not continue the one before "
-                     f"(balance_after is not the previous balance_after - amount), first: {row['first_broken']}")
+        found.append(f"{row['broken_links']} entries do not continue the one before "
+                     f"(balance_after is not the previous balance_after moved by the amount), "
+                     f"first: {row['first_broken']}")
     if row["records"] and row["chain_end"] != energy:
         found.append(f"the chain ends at balance_after {row['chain_end']}, but energy is {energy}")
+    if row["numbered"] != row["last_seq"] or row["highest_seq"] != row["last_seq"]:
+        found.append(f"the chain's positions are not 1 to {row['last_seq']} (last_seq): {row['numbered']} "
+                     f"numbered entries, the highest at {row['highest_seq']}")
+    if row["bad_reversals"]:
+        found.append(f"{row['bad_reversals']} reversals do not give back exactly a consumption of this account, "
+                     f"first: {row['first_bad_reversal']}")
+    if row["repeated_reversals"]:
+        found.append(f"{row['repeated_reversals']} reversals reverse an entry reversed more than once")
     if row["duplicate_keys"]:
         found.append(f"{row['duplicate_keys']} keys are recorded more than once for one client, "
                      f"e.g. {row['example_key']!r}")
     return found
+
+
+def _sum_sentence(row: dict) -> str:
+    """How the balance should follow from the entries, naming only the kinds the account has."""
+    parts = [f"opening energy {row['opening_energy']}"]
+    parts += [f"{sign} {name} {row[name]}" for sign, name in (("+", "credited"), ("+", "reversed")) if row[name]]
+    parts.append(f"- consumed {row['consumed']}")
+    return " ".join(parts) + f" = {row['opening_energy'] + row['net']}"

@@ -5,10 +5,11 @@ Requests go in chunks, one transaction per chunk:
 2. lock the accounts of the requests whose keys are new, in id order, so concurrent chunks
    and single consumes queue instead of deadlocking; a chunk of replays locks nothing;
 3. decide every request in order with the one rule (``energy.domain.decision.plan``), each
-   seeing what those before it applied;
+   seeing what those before it applied, and give each applied one the next position in its
+   account's chain (``last_seq + 1``, ``+ 2``, … in that order);
 4. insert the applied records in one statement (``ON CONFLICT DO NOTHING`` on the key's
    UNIQUE constraint, keys in one global order) and deduct once per account (``energy =
-   energy - spent``).
+   energy - spent``, ``last_seq = last_seq + entries``).
 If a key turns out to have been recorded by someone else after step 1, the decisions are
 stale: the chunk is rolled back and decided again.
 """
@@ -97,22 +98,28 @@ def _decide_and_apply(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[O
             "client_id": int8(client_id), "keys": list({r.idempotency_key for r in chunk}),
         }, Record)
     }
-    balances = lock_balances([r.account_id for r in chunk if r.idempotency_key not in stored])
-    decisions = plan(chunk, stored=stored, balances=balances)
-    applied = _apply(client_id, [(r, d) for r, d in zip(chunk, decisions, strict=True) if isinstance(d, Apply)])
+    locked = lock_balances([r.account_id for r in chunk if r.idempotency_key not in stored])
+    decisions = plan(chunk, stored=stored, balances={account: row.energy for account, row in locked.items()})
+    last_seq = {account: row.last_seq for account, row in locked.items()}
+    applying = []
+    for request, decision in zip(chunk, decisions, strict=True):
+        if isinstance(decision, Apply):
+            last_seq[request.account_id] += 1
+            applying.append((request, decision, last_seq[request.account_id]))
+    applied = _apply(client_id, applying)
     return [_outcome(request, decision, applied) for request, decision in zip(chunk, decisions, strict=True)]
 
 
-def lock_balances(account_ids: list[int]) -> dict[int, int]:
-    """Lock the accounts' rows in id order, so two lockers never deadlock; their balances by id."""
+def lock_balances(account_ids: list[int]) -> dict[int, statements.Locked]:
+    """Lock the accounts' rows in id order, so two lockers never deadlock; their balances and chain ends by id."""
     if not account_ids:
         return {}
-    rows = statements.fetch(statements.LOCK_ACCOUNTS, {"account_ids": sorted(set(account_ids))}, statements.Balance)
-    return dict(rows)
+    rows = statements.fetch(statements.LOCK_ACCOUNTS, {"account_ids": sorted(set(account_ids))}, statements.Locked)
+    return {row.account_id: row for row in rows}
 
 
-def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply]]) -> dict[str, Record]:
-    """Insert the records and deduct the amounts; the new records by key."""
+def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply, int]]) -> dict[str, Record]:
+    """Insert the records at their planned chain positions and deduct the amounts; the new records by key."""
     if not applying:
         return {}
     # One global key order for every writer, so two chunks inserting overlapping keys wait
@@ -120,18 +127,21 @@ def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply]]) -> dict
     applying.sort(key=lambda item: item[0].idempotency_key)
     records = statements.fetch(statements.INSERT_RECORDS, {
         "client_id": statements.int8(client_id),
-        "account_ids": [r.account_id for r, _ in applying],
-        "amounts": [r.amount for r, _ in applying],
-        "keys": [r.idempotency_key for r, _ in applying],
-        "balances_after": [d.balance_after for _, d in applying],
+        "account_ids": [r.account_id for r, _, _ in applying],
+        "amounts": [r.amount for r, _, _ in applying],
+        "keys": [r.idempotency_key for r, _, _ in applying],
+        "balances_after": [d.balance_after for _, d, _ in applying],
+        "seqs": [seq for _, _, seq in applying],
     }, Record)
     if len(records) != len(applying):
         raise _KeyTaken()
     spent: Counter = Counter()
-    for request, _ in applying:
+    entries: Counter = Counter()
+    for request, _, _ in applying:
         spent[request.account_id] += request.amount
+        entries[request.account_id] += 1
     statements.execute(statements.DEDUCT, {
-        "account_ids": list(spent), "amounts": list(spent.values()),
+        "account_ids": list(spent), "amounts": list(spent.values()), "entries": [entries[a] for a in spent],
     })
     return {record.idempotency_key: record for record in records}
 

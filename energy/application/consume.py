@@ -31,10 +31,10 @@ from django.db.models import F
 from energy.db import statements
 from energy.db.guard import database_guard
 from energy.domain.clients import CLI
-from energy.domain.decision import Apply, Record, Refuse, Replay, decide
+from energy.domain.decision import CONSUME, Apply, Record, Refuse, Replay, decide
 from energy.domain.exceptions import EnergyError
 from energy.domain.requests import ConsumeRequest
-from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, OPERATOR_CLIENT_ID, Account, Consumption
+from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, OPERATOR_CLIENT_ID, Account, Entry
 
 log = logging.getLogger("energy.consume")
 
@@ -68,14 +68,27 @@ class ConsumeResult:
         """The contract's outcome name, as ``EnergyError.outcome`` gives it for a failure."""
         return self.status
 
-    # A result is its status followed by the record's fields, in the record's order.
+    @property
+    def kind(self) -> str:
+        return CONSUME
+
+    @property
+    def entry_id(self) -> int:
+        """The id every entry of the ledger has; a consume's body calls it consumption_id."""
+        return self.consumption_id
+
     @classmethod
     def applied(cls, record: Record) -> "ConsumeResult":
-        return cls(APPLIED, *record)
+        return cls._of(APPLIED, record)
 
     @classmethod
     def replayed(cls, record: Record) -> "ConsumeResult":
-        return cls(REPLAYED, *record)
+        return cls._of(REPLAYED, record)
+
+    @classmethod
+    def _of(cls, status: str, record: Record) -> "ConsumeResult":
+        return cls(status, record.entry_id, record.account_id, record.amount, record.idempotency_key,
+                   record.balance_after, record.created_at)
 
 
 def consume(
@@ -143,14 +156,14 @@ def answer(decision) -> ConsumeResult:
     raise RuntimeError(f"the consume statement did not carry out {decision!r}")
 
 
-# A Record's fields as the consumption table's columns, in the Record's order.
-RECORD_COLUMNS = tuple("id" if field == "consumption_id" else field for field in Record._fields)
+# A Record's fields as the entry table's columns, in the Record's order.
+RECORD_COLUMNS = tuple("id" if field == "entry_id" else field for field in Record._fields)
 
 
 def earlier_record(client_id: int, key: str) -> Record | None:
-    """The record of ``key`` in ``client_id``'s key space, if the client applied it before."""
+    """The entry recorded under ``key`` in ``client_id``'s key space (of any kind), if there is one."""
     values = (
-        Consumption.objects.filter(client_id=client_id, idempotency_key=key)
+        Entry.objects.filter(client_id=client_id, idempotency_key=key)
         .values_list(*RECORD_COLUMNS)
         .first()
     )
@@ -161,17 +174,18 @@ def _consume_with_orm(client_id: int, request: ConsumeRequest) -> ConsumeResult:
     """The same rule through the plain ORM, for databases without data-modifying CTEs (SQLite)."""
     try:
         with transaction.atomic():
-            balance = (
+            locked = (
                 Account.objects.select_for_update()
                 .filter(pk=request.account_id)
-                .values_list("energy", flat=True)
+                .values_list("energy", "last_seq")
                 .first()
             )
+            balance = None if locked is None else locked[0]
             decision = decide(request, earlier=earlier_record(client_id, request.idempotency_key), balance=balance)
             if isinstance(decision, Apply):
-                return ConsumeResult.applied(_apply(client_id, request, decision))
+                return ConsumeResult.applied(_apply(client_id, request, decision, locked[1] + 1))
     except IntegrityError as exc:
-        if not _is_key_conflict(exc):
+        if not is_key_conflict(exc):
             raise
         # A concurrent writer recorded the key after it was looked up: decide again with it.
         earlier = earlier_record(client_id, request.idempotency_key)
@@ -181,17 +195,19 @@ def _consume_with_orm(client_id: int, request: ConsumeRequest) -> ConsumeResult:
     return answer(decision)
 
 
-def _apply(client_id: int, request: ConsumeRequest, decision: Apply) -> Record:
-    record = Consumption.objects.create(
-        client_id=client_id, account_id=request.account_id, amount=request.amount,
-        idempotency_key=request.idempotency_key, balance_after=decision.balance_after,
+def _apply(client_id: int, request: ConsumeRequest, decision: Apply, seq: int) -> Record:
+    record = Entry.objects.create(
+        client_id=client_id, account_id=request.account_id, kind=CONSUME, amount=request.amount,
+        idempotency_key=request.idempotency_key, balance_after=decision.balance_after, seq=seq,
     )
-    Account.objects.filter(pk=request.account_id).update(energy=F("energy") - request.amount)
+    Account.objects.filter(pk=request.account_id).update(energy=F("energy") - request.amount,
+                                                         last_seq=F("last_seq") + 1)
     return Record(record.id, request.account_id, request.amount, request.idempotency_key,
-                  decision.balance_after, record.created_at)
+                  decision.balance_after, record.created_at, CONSUME)
 
 
-def _is_key_conflict(exc: IntegrityError) -> bool:
+def is_key_conflict(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is the (client, key) UNIQUE constraint refusing a key already recorded."""
     diag = getattr(exc.__cause__, "diag", None)
     if diag is not None:
         return diag.constraint_name == IDEMPOTENCY_KEY_CONSTRAINT

@@ -1,12 +1,16 @@
 """Read use cases over the ledger: one stored record, an account's history. They change nothing.
 
 Both run in a read-only transaction, so a bug here could not write even if it tried, and the
-history reads the balance and the records from one snapshot (on PostgreSQL, REPEATABLE READ),
-so the balance shown is the one the newest record shown left.
+history reads the balance and the entries from one snapshot (on PostgreSQL, REPEATABLE READ),
+so the balance shown is the one the newest entry shown left.
 
-"Newest first" means in the order the account's consumptions were applied, newest first:
-ascending ``balance_after``. Ids are not that order: a batch inserts its records in key order
-(so concurrent batches never deadlock), not in the order it applied them to an account.
+"Newest first" means in the order the account's entries were applied, newest first: descending
+``seq``, each entry's position in its account's chain. Ids are not that order: a batch inserts
+its records in key order (so concurrent batches never deadlock), not in the order it applied
+them. Entries recorded before positions existed (``seq`` NULL) are older than every numbered
+one; among themselves they are all consumptions, so ascending ``balance_after`` is their order.
+Each part is read from an index of its own, newest first, so a page is an index range whatever
+the account's size or the page's depth.
 """
 
 from __future__ import annotations
@@ -16,53 +20,64 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from energy.application.consume import RECORD_COLUMNS, ConsumeResult, earlier_record
+from energy.application.consume import APPLIED, ConsumeResult, earlier_record
+from energy.application.entries import EntryResult, result_of
 from energy.db.guard import database_guard
-from energy.domain.decision import Record
+from energy.domain.decision import CONSUME, Record
 from energy.domain.exceptions import AccountNotFound, InvalidRequest, KeyNotFound
 from energy.domain.requests import check_page_limit
-from energy.models import Account, Consumption
+from energy.models import Account, Entry
 
 DEFAULT_HISTORY_LIMIT = 20
+# An entry of the history as stored: its Record's fields, its target's key (a reversal is
+# answered under it) and its client's name.
+_HISTORY_COLUMNS = ("id", "account_id", "amount", "idempotency_key", "balance_after", "created_at", "kind",
+                    "target__idempotency_key", "client__name")
 
 
 @dataclass(frozen=True)
-class Entry:
-    """One applied consumption and the client whose key it was."""
+class HistoryEntry:
+    """One applied entry of any kind and the client whose key it was."""
 
-    result: ConsumeResult
+    result: ConsumeResult | EntryResult
     client: str
 
     def to_dict(self) -> dict:
-        return {**self.result.to_dict(), "client": self.client}
+        return {**self.result.to_dict(), "kind": self.result.kind, "client": self.client}
 
 
 @dataclass(frozen=True)
 class History:
     account_id: int
     energy: int
-    entries: list[Entry]
-    # True when older consumptions exist past the last entry (ask again with before=its id).
+    entries: list[HistoryEntry]
+    # True when older entries exist past the last one (ask again with before=its id).
     more: bool
 
     def to_dict(self) -> dict:
-        return {"account_id": self.account_id, "energy": self.energy,
-                "consumptions": [entry.to_dict() for entry in self.entries]}
+        """``entries`` holds every kind; ``consumptions``, the key from before there were kinds, the page's consumes."""
+        entries = [entry.to_dict() for entry in self.entries]
+        return {"account_id": self.account_id, "energy": self.energy, "entries": entries,
+                "consumptions": [entry for entry in entries if entry["kind"] == CONSUME]}
 
 
-def get_record(*, client_id: int, idempotency_key: str) -> ConsumeResult:
-    """The record of ``idempotency_key`` in ``client_id``'s key space, as it was first answered."""
+def get_record(*, client_id: int, idempotency_key: str) -> ConsumeResult | EntryResult:
+    """The entry recorded under ``idempotency_key`` in ``client_id``'s key space, as it was first answered.
+
+    A key names the consume or credit sent with it; a consumption's reversal, which has no
+    key of its own, is not what its key names.
+    """
     with database_guard(), _read_only():
         record = earlier_record(client_id, idempotency_key)
     if record is None:
         raise KeyNotFound(idempotency_key)
-    return ConsumeResult.applied(record)
+    return result_of(APPLIED, record)
 
 
 def account_history(
     *, account_id: int, limit: int = DEFAULT_HISTORY_LIMIT, before: int | None = None, client_id: int | None = None
 ) -> History:
-    """Up to ``limit`` of the account's consumptions, newest first, older than consumption ``before``.
+    """Up to ``limit`` of the account's entries, newest first, older than entry ``before``.
 
     With ``client_id``, only that client's: a client of the API reads its own results and
     never another client's keys, even on an account they share.
@@ -72,22 +87,40 @@ def account_history(
         energy = Account.objects.filter(pk=account_id).values_list("energy", flat=True).first()
         if energy is None:
             raise AccountNotFound(account_id)
-        rows = _newest_first(account_id, before, client_id)[:limit + 1]
-        entries = [Entry(ConsumeResult.applied(Record(*row[:-1])), row[-1]) for row in rows]
+        rows = _newest_first(account_id, before, client_id, limit + 1)
+    entries = [_history_entry(row) for row in rows]
     return History(account_id, energy, entries[:limit], more=len(entries) > limit)
 
 
-def _newest_first(account_id: int, before: int | None, client_id: int | None):
-    records = Consumption.objects.filter(account_id=account_id)
+def _history_entry(row: tuple) -> HistoryEntry:
+    *fields, target_key, client = row
+    record = Record(*fields)
+    if target_key is not None:
+        record = record._replace(idempotency_key=target_key)
+    return HistoryEntry(result_of(APPLIED, record), client)
+
+
+def _newest_first(account_id: int, before: int | None, client_id: int | None, count: int) -> list[tuple]:
+    """Up to ``count`` entries: the numbered ones by descending seq, then the unnumbered by ascending balance_after."""
+    entries = Entry.objects.filter(account_id=account_id)
     if client_id is not None:
-        records = records.filter(client_id=client_id)
+        entries = entries.filter(client_id=client_id)
+    numbered, unnumbered = entries.filter(seq__isnull=False), entries.filter(seq__isnull=True)
     if before is not None:
-        after = records.filter(pk=before).values_list("balance_after", flat=True).first()
-        if after is None:
-            raise InvalidRequest({"before": f"account {account_id} has no consumption {before}"})
-        # Older than ``before``: a higher balance_after, or the same one with a lower id.
-        records = records.filter(balance_after__gte=after).exclude(balance_after=after, id__gte=before)
-    return records.order_by("balance_after", "-id").values_list(*RECORD_COLUMNS, "client__name")
+        position = entries.filter(pk=before).values_list("seq", "balance_after").first()
+        if position is None:
+            raise InvalidRequest({"before": f"account {account_id} has no entry {before}"})
+        seq, after = position
+        if seq is not None:
+            numbered = numbered.filter(seq__lt=seq)
+        else:
+            numbered = numbered.none()
+            # Older than ``before``: a higher balance_after, or the same one with a lower id.
+            unnumbered = unnumbered.filter(balance_after__gte=after).exclude(balance_after=after, id__gte=before)
+    rows = list(numbered.order_by("-seq").values_list(*_HISTORY_COLUMNS)[:count])
+    if len(rows) < count:
+        rows += unnumbered.order_by("balance_after", "-id").values_list(*_HISTORY_COLUMNS)[:count - len(rows)]
+    return rows
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from django.db import connection
 
 from energy.db.guard import database_guard
 from energy.domain.exceptions import Unavailable
-from energy.models import Account, Consumption
+from energy.models import Account, Entry
 
 
 def analyze(*models) -> None:
@@ -52,17 +52,17 @@ class GrowthWatch:
         if connection.vendor != "postgresql" or count == 0:
             return
         if self.known is None:
-            self.known = rows_known(Consumption)
+            self.known = rows_known(Entry)
         self.added += count
         if self.added >= self.minimum and self.added > self.known:
             self.known += self.added
             self.added = 0
             try:
                 with database_guard():
-                    analyze(Consumption)
+                    analyze(Entry)
             except Unavailable:
                 pass  # statistics only speed things up; the next batch reports the outage itself
 
 
 def after_seed() -> None:
-    analyze(Account, Consumption)
+    analyze(Account, Entry)

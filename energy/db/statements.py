@@ -16,7 +16,7 @@ from django.db import connection
 from psycopg.types.numeric import Int8
 
 from energy.domain.decision import Record
-from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, Account, Consumption
+from energy.models import IDEMPOTENCY_KEY_CONSTRAINT, Account, Entry
 
 
 def _names(model) -> SimpleNamespace:
@@ -25,12 +25,14 @@ def _names(model) -> SimpleNamespace:
 
 
 A = _names(Account)
-C = _names(Consumption)
+E = _names(Entry)
 
-# A consumption as a Record: the statements return these columns under these names.
+# An entry as a Record: the statements return these columns under these names. (They only
+# read entries found by key: a reversal, which has no key of its own, never comes back here.)
 RECORD = (
-    f"{C.id} AS consumption_id, {C.account} AS account_id, {C.amount} AS amount, "
-    f"{C.idempotency_key} AS idempotency_key, {C.balance_after} AS balance_after, {C.created_at} AS created_at"
+    f"{E.id} AS entry_id, {E.account} AS account_id, {E.amount} AS amount, "
+    f"{E.idempotency_key} AS idempotency_key, {E.balance_after} AS balance_after, {E.created_at} AS created_at, "
+    f"{E.kind} AS kind"
 )
 
 
@@ -39,36 +41,41 @@ class ConsumeRow(NamedTuple):
 
     balance: int | None  # None: no such account
     applied: bool
-    consumption_id: int | None  # None: no record was applied, none was found in the statement's snapshot
+    entry_id: int | None  # None: no record was applied, none was found in the statement's snapshot
     account_id: int | None
     amount: int | None
     idempotency_key: str | None
     balance_after: int | None
     created_at: object
+    kind: str | None  # the earlier entry's kind: a key a credit used is a mismatch for a consume
 
     def record(self) -> Record | None:
-        return None if self.consumption_id is None else Record._make(self[2:])
+        return None if self.entry_id is None else Record._make(self[2:])
 
 
 # Lock the account, check the balance, record the request unless its key is known, deduct,
 # and else return the key's earlier record: one statement, so one transaction and one
 # round trip, and the row lock is held only while the server works. ``earlier`` runs
-# only when nothing was recorded, so the happy path pays nothing for idempotency.
+# only when nothing was recorded, so the happy path pays nothing for idempotency. The
+# entry takes the next position in the account's chain (last_seq + 1, read under the row
+# lock) and the same UPDATE that deducts moves last_seq on: no statement of its own.
 CONSUME = f"""
 WITH locked AS (
-    SELECT {A.id}, {A.energy} FROM {A.table} WHERE {A.id} = %(account_id)s FOR UPDATE
+    SELECT {A.id}, {A.energy}, {A.last_seq} FROM {A.table} WHERE {A.id} = %(account_id)s FOR UPDATE
 ), recorded AS (
-    INSERT INTO {C.table} ({C.client}, {C.account}, {C.amount}, {C.idempotency_key}, {C.balance_after}, {C.created_at})
-    SELECT %(client_id)s, {A.id}, %(amount)s, %(key)s, {A.energy} - %(amount)s, now() FROM locked
+    INSERT INTO {E.table} ({E.client}, {E.account}, {E.kind}, {E.amount}, {E.idempotency_key}, {E.balance_after},
+                           {E.seq}, {E.created_at})
+    SELECT %(client_id)s, {A.id}, 'consume', %(amount)s, %(key)s, {A.energy} - %(amount)s, {A.last_seq} + 1, now()
+    FROM locked
     WHERE {A.energy} >= %(amount)s
     ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
     RETURNING {RECORD}
 ), deducted AS (
-    UPDATE {A.table} SET {A.energy} = {A.energy} - %(amount)s
+    UPDATE {A.table} SET {A.energy} = {A.energy} - %(amount)s, {A.last_seq} = {A.last_seq} + 1
     WHERE {A.id} = %(account_id)s AND EXISTS (SELECT FROM recorded)
 ), earlier AS (
-    SELECT {RECORD} FROM {C.table}
-    WHERE {C.client} = %(client_id)s AND {C.idempotency_key} = %(key)s AND NOT EXISTS (SELECT FROM recorded)
+    SELECT {RECORD} FROM {E.table}
+    WHERE {E.client} = %(client_id)s AND {E.idempotency_key} = %(key)s AND NOT EXISTS (SELECT FROM recorded)
 )
 SELECT (SELECT {A.energy} FROM locked) AS balance, EXISTS (SELECT FROM recorded) AS applied, record.*
 FROM (VALUES (1)) AS one_row
@@ -76,9 +83,12 @@ LEFT JOIN (SELECT * FROM recorded UNION ALL SELECT * FROM earlier) AS record ON 
 """  # noqa: S608 - table and column names from the models' _meta
 
 
-class Balance(NamedTuple):
+class Locked(NamedTuple):
+    """A locked account: its balance, and the position of its newest entry."""
+
     account_id: int
     energy: int
+    last_seq: int
 
 
 # Arrays of ids and amounts are cast to bigint[] here: psycopg sends a list of ints as the
@@ -86,31 +96,37 @@ class Balance(NamedTuple):
 
 # The accounts of a batch, locked in id order so that two lockers never deadlock.
 LOCK_ACCOUNTS = f"""
-SELECT {A.id} AS account_id, {A.energy} AS energy FROM {A.table}
+SELECT {A.id} AS account_id, {A.energy} AS energy, {A.last_seq} AS last_seq FROM {A.table}
 WHERE {A.id} = ANY(%(account_ids)s::bigint[]) ORDER BY {A.id} FOR UPDATE
 """  # noqa: S608 - table and column names from the models' _meta
 
 # The stored records of a batch's keys.
 EARLIER_RECORDS = f"""
-SELECT {RECORD} FROM {C.table} WHERE {C.client} = %(client_id)s AND {C.idempotency_key} = ANY(%(keys)s)
+SELECT {RECORD} FROM {E.table} WHERE {E.client} = %(client_id)s AND {E.idempotency_key} = ANY(%(keys)s)
 """  # noqa: S608 - table and column names from the models' _meta
 
 # A batch's new records, inserted in one global key order (the caller sorts) so that two
-# writers of overlapping keys wait in one direction only and never deadlock.
+# writers of overlapping keys wait in one direction only and never deadlock; each carries
+# the chain position it was planned at, so the insertion order does not matter.
 INSERT_RECORDS = f"""
-INSERT INTO {C.table} ({C.client}, {C.account}, {C.amount}, {C.idempotency_key}, {C.balance_after}, {C.created_at})
-SELECT %(client_id)s, account_id, amount, idempotency_key, balance_after, now()
-FROM unnest(%(account_ids)s::bigint[], %(amounts)s::bigint[], %(keys)s::text[], %(balances_after)s::bigint[])
-     WITH ORDINALITY AS planned(account_id, amount, idempotency_key, balance_after, position)
+INSERT INTO {E.table} ({E.client}, {E.account}, {E.kind}, {E.amount}, {E.idempotency_key}, {E.balance_after},
+                       {E.seq}, {E.created_at})
+SELECT %(client_id)s, account_id, 'consume', amount, idempotency_key, balance_after, seq, now()
+FROM unnest(%(account_ids)s::bigint[], %(amounts)s::bigint[], %(keys)s::text[], %(balances_after)s::bigint[],
+            %(seqs)s::bigint[])
+     WITH ORDINALITY AS planned(account_id, amount, idempotency_key, balance_after, seq, position)
 ORDER BY position
 ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
 RETURNING {RECORD}
 """  # noqa: S608 - table and column names from the models' _meta
 
-# What a batch spent, once per account, computed by the database from the locked row.
+# What a batch spent and how many entries it added, once per account, computed by the
+# database from the locked row.
 DEDUCT = f"""
-UPDATE {A.table} SET {A.energy} = {A.table}.{A.energy} - spent.amount
-FROM unnest(%(account_ids)s::bigint[], %(amounts)s::bigint[]) AS spent(account_id, amount)
+UPDATE {A.table} SET {A.energy} = {A.table}.{A.energy} - spent.amount,
+                     {A.last_seq} = {A.table}.{A.last_seq} + spent.entries
+FROM unnest(%(account_ids)s::bigint[], %(amounts)s::bigint[], %(entries)s::bigint[])
+     AS spent(account_id, amount, entries)
 WHERE {A.table}.{A.id} = spent.account_id
 """  # noqa: S608 - table and column names from the models' _meta
 

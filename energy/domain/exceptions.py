@@ -1,4 +1,4 @@
-"""What can go wrong when energy is consumed, in business words.
+"""What can go wrong when an account's ledger is asked to change, in business words.
 
 Each error carries an ``outcome``: the contract's name for it. Adapters map outcomes to HTTP
 statuses and exit codes; nothing here knows of either.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class EnergyError(Exception):
-    """Base of every business failure of a consume."""
+    """Base of every business failure of a request."""
 
     outcome = "error"
 
@@ -48,13 +48,13 @@ class InsufficientEnergy(EnergyError):
 
 
 class IdempotencyKeyMismatch(EnergyError):
-    """The key was already used for a different account or amount."""
+    """The key was already used for another kind of request, account or amount."""
 
     outcome = "idempotency_key_mismatch"
 
     def __init__(self, key: str):
         super().__init__(
-            "This idempotency key was already used with a different account or amount; "
+            "This idempotency key was already used with a different kind, account or amount; "
             "use a new key for a new request."
         )
         self.key = key
@@ -87,13 +87,32 @@ class NotAClientOfTheApi(InvalidRequest):
 
 
 class KeyNotFound(EnergyError):
-    """No consumption is recorded under this key in the client's key space."""
+    """No entry is recorded under this key in the client's key space."""
 
     outcome = "key_not_found"
 
     def __init__(self, key: str):
-        super().__init__(f"No consumption is recorded under the key {key!r}.")
+        super().__init__(f"Nothing is recorded under the key {key!r}.")
         self.key = key
+
+
+class InvalidState(EnergyError):
+    """The entry a request names is not in a state that allows it (e.g. reversing a credit)."""
+
+    outcome = "invalid_state"
+
+    def __init__(self, key: str, kind: str, wanted: str):
+        super().__init__(f"The key {key!r} names a {kind}; only {wanted} can be reversed.")
+        self.key, self.kind = key, kind
+
+
+class OutOfRange(InvalidRequest):
+    """The entry would take the account's energy past the signed 64-bit range its column holds."""
+
+    def __init__(self, account_id: int, energy: int, amount: int):
+        super().__init__({"amount": f"would take account {account_id}'s energy ({energy}) past the "
+                                    "largest amount an account can hold (2**63 - 1)"})
+        self.account_id, self.energy, self.amount = account_id, energy, amount
 
 
 class Unavailable(EnergyError):

@@ -1,10 +1,10 @@
-"""The consume request and its input rules, shared by every adapter (HTTP, CLI, replay files)."""
+"""The ledger's requests and their input rules, shared by every adapter (HTTP, CLI, replay files)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from energy.domain.exceptions import InvalidRequest
 
@@ -32,13 +32,17 @@ _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
 @dataclass(frozen=True)
-class ConsumeRequest:
+class AmountRequest:
+    """A request that names an account, an amount and a new key: a consume or a credit."""
+
+    # The kind of entry the request records; its key cannot be used again for another kind.
+    kind: ClassVar[str]
     account_id: int
     amount: int
     idempotency_key: str
 
     @classmethod
-    def from_json(cls, data: Any, key_header: str | None = None) -> "ConsumeRequest":
+    def from_json(cls, data: Any, key_header: str | None = None) -> "AmountRequest":
         """Validate a decoded JSON body; numbers must be JSON integers, not strings or floats.
 
         ``key_header`` is the Idempotency-Key header's value as the server received it.
@@ -53,7 +57,7 @@ class ConsumeRequest:
         return cls._checked(account_id, amount, key, problems)
 
     @classmethod
-    def from_text(cls, account_id: str, amount: str, key: str) -> "ConsumeRequest":
+    def from_text(cls, account_id: str, amount: str, key: str) -> "AmountRequest":
         """Validate command-line text, where integers arrive as decimal strings."""
         problems: dict[str, str] = {}
         parsed_account = _text_int(account_id, "account_id", problems)
@@ -62,10 +66,33 @@ class ConsumeRequest:
         return cls._checked(parsed_account, parsed_amount, checked_key, problems)
 
     @classmethod
-    def _checked(cls, account_id, amount, key, problems) -> "ConsumeRequest":
+    def _checked(cls, account_id, amount, key, problems) -> "AmountRequest":
         if problems:
             raise InvalidRequest(problems)
         return cls(account_id=account_id, amount=amount, idempotency_key=key)
+
+
+@dataclass(frozen=True)
+class ConsumeRequest(AmountRequest):
+    kind: ClassVar[str] = "consume"
+
+
+@dataclass(frozen=True)
+class CreditRequest(AmountRequest):
+    kind: ClassVar[str] = "credit"
+
+
+@dataclass(frozen=True)
+class ReverseRequest:
+    """Give back, once, what the entry recorded under ``idempotency_key`` took."""
+
+    kind: ClassVar[str] = "reversal"
+    idempotency_key: str
+
+    @classmethod
+    def from_text(cls, key: Any) -> "ReverseRequest":
+        """Validate a key from the command line, a URL or a replay line."""
+        return cls(parse_idempotency_key(key))
 
 
 def positive_int64(value: int, field: str, problems: dict[str, str]) -> int | None:

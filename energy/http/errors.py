@@ -28,6 +28,7 @@ HTTP_STATUS = {
     "key_not_found": 404,
     "not_found": 404,
     "insufficient_energy": 409,
+    "invalid_state": 409,
     "idempotency_key_mismatch": 422,
     "internal_error": 500,
     "unavailable": 503,

@@ -75,5 +75,5 @@ class ConsumptionView(ClientView):
 def _next_link(request, history, limit: int) -> str | None:
     if not history.more:
         return None
-    last = history.entries[-1].result.consumption_id
+    last = history.entries[-1].result.entry_id
     return request.build_absolute_uri(f"{request.path}?{urlencode({'limit': limit, 'before': last})}")

@@ -29,14 +29,14 @@ class DemoSchema:
         return schema
 
     def create_real_tables(self) -> None:
-        from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Account, Client, Consumption
+        from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Account, Client, Entry
 
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL search_path TO {self._quoted()}")
             with connection.schema_editor(atomic=False) as editor:
                 editor.create_model(Account)
                 editor.create_model(Client)
-                editor.create_model(Consumption)
+                editor.create_model(Entry)
             # The demo's processes consume as the command line does: in the operator's key space.
             cursor.execute(
                 f"INSERT INTO {Client._meta.db_table} (id, name, scopes, active) VALUES (%s, %s, '[]', true)",  # noqa: S608

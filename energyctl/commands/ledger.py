@@ -102,7 +102,7 @@ def _history_table(out: Output, found) -> None:
         table.add_column(column, justify="right" if column in ("amount", "balance after") else "left")
     for entry in found.entries:
         r = entry.result
-        table.add_row(str(r.consumption_id), r.created_at.isoformat(timespec="seconds"), escape(entry.client),
+        table.add_row(str(r.entry_id), r.created_at.isoformat(timespec="seconds"), escape(entry.client),
                       escape(r.idempotency_key), str(r.amount), str(r.balance_after))
     out.out.print(table if found.entries else f"{table.title}; no consumptions.")
     if found.more:
