@@ -273,3 +273,15 @@ def wait_until_stopped(pid: int, timeout: float = 30.0) -> None:
     while (state := Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) not in ("T", "t"):
         assert time.monotonic() < deadline, f"process {pid} never stopped (state {state})"
         time.sleep(POLL_INTERVAL_S)
+
+
+def table_rows() -> dict[str, list[tuple]]:
+    """Every row of every energy table, in id order: compare two to show that a request changed nothing."""
+    from django.db import connection
+
+    tables = {}
+    with connection.cursor() as cursor:
+        for table in ("energy_account", "energy_client", "energy_consumption"):
+            cursor.execute(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - names from the line above
+            tables[table] = cursor.fetchall()
+    return tables

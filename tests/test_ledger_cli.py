@@ -6,6 +6,7 @@ import json
 import pytest
 
 from tests.support import closed_port, energyctl, energyctl_here, test_database_url
+from tests.support import table_rows as snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,18 +38,6 @@ def ledger():
     consume(account_id=1, amount=20, idempotency_key="order-18")
     consume(account_id=1, amount=5, idempotency_key="order-17", client_id=shop.id)
     return first
-
-
-def snapshot() -> dict:
-    """Every row of every energy table, to show that a command changed nothing."""
-    from django.db import connection
-
-    tables = {}
-    with connection.cursor() as cursor:
-        for table in ("energy_account", "energy_client", "energy_consumption"):
-            cursor.execute(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - names from the line above
-            tables[table] = cursor.fetchall()
-    return tables
 
 
 def script(*args):

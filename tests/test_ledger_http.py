@@ -144,7 +144,7 @@ def test_another_clients_key_is_404_and_never_its_data(client, spent):
 
 
 def test_reads_change_nothing_and_refuse_writes(client, spent):
-    from tests.test_ledger_cli import snapshot
+    from tests.support import table_rows as snapshot
 
     def ledger():  # authentication itself notes the client's last_used_at; the ledger stays as it was
         return {table: rows for table, rows in snapshot().items() if table != "energy_client"}

@@ -15,7 +15,7 @@ from django.urls import path
 
 from energy.urls import handler500  # noqa: F401 - this module is a URLconf too (see below)
 from energy.urls import urlpatterns as api_routes
-from tests.support import closed_port
+from tests.support import closed_port, energyctl
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Sup3r-s3cret-pw"
@@ -222,13 +222,6 @@ def test_a_500_is_json_with_an_error_id_and_django_logs_the_traceback_with_that_
 
 # --- Production mode -----------------------------------------------------------------------------
 
-def energyctl(*args: str, **env: str) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).parent / "energyctl"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ENERGYCTL_")}
-    return subprocess.run([str(script), *args], env={**environment, **env}, capture_output=True, text=True,
-                          timeout=60)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("args, env, reason", [
     (["--production"], {}, "ENERGYCTL_SECRET_KEY"),
@@ -237,8 +230,8 @@ def energyctl(*args: str, **env: str) -> subprocess.CompletedProcess:
     ([], {"ENERGYCTL_ENV": "production"}, "ENERGYCTL_SECRET_KEY"),
 ], ids=["no-secret-key", "debug-env", "debug-flag", "production-env"])
 def test_serve_in_production_mode_refuses_an_unsafe_environment(args, env, reason):
-    done = energyctl("serve", "--port", str(closed_port()), *args,
-                     DATABASE_URL=f"postgresql://energy:{PASSWORD}@127.0.0.1:{closed_port()}/energyctl", **env)
+    done = energyctl("serve", "--port", str(closed_port()), *args, inherit_settings=False,
+                     url=f"postgresql://energy:{PASSWORD}@127.0.0.1:{closed_port()}/energyctl", env=env)
     assert done.returncode == 78, (done.stdout, done.stderr)
     assert reason in done.stderr and "Traceback" not in done.stderr
     assert PASSWORD not in done.stdout + done.stderr
