@@ -19,15 +19,15 @@ __all__ = ["Server", "consume", "free_port", "http_request", "post_at_barrier"]
 class Server:
     """``energyctl serve`` as a child process; stdout and stderr (access and app logs) go to ``log``."""
 
-    def __init__(self, database_url: str, log: Path, *, workers: int = 2, ready_status: int = 200, **env: str):
+    def __init__(self, database_url: str, log: Path, *, workers: int = 2, ready_status: int = 200,
+                 args: tuple[str, ...] = (), **env: str):
         self.port, self.log = free_port(), log
         # pytest-django's DJANGO_SETTINGS_MODULE names the checkout's settings, which a served process has not.
         inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
         environment = {**inherited, "DATABASE_URL": database_url, **env}
         self._log_file = open(log, "wb")
         self.process = subprocess.Popen(
-            [str(ENERGYCTL), "serve", "--port", str(self.port),
-             "--workers", str(workers)],
+            [str(ENERGYCTL), "serve", "--port", str(self.port), "--workers", str(workers), *args],
             env=environment, stdout=self._log_file, stderr=subprocess.STDOUT)
         self._wait_until_answering(ready_status)
 

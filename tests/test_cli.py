@@ -424,36 +424,17 @@ def test_a_newcomer_needs_no_setup_the_embedded_server_starts_and_migrates_itsel
 
 
 @pytest.mark.slow
-def test_serve_answers_http_requests(accounts):
-    import os
-    import signal
-    import subprocess
-    import time
+def test_serve_answers_http_requests(accounts, tmp_path):
     import urllib.request
 
-    from tests.support import ENERGYCTL, free_port
-
-    port = free_port()
-    shell = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}  # as a shell has it
-    server = subprocess.Popen(
-        [str(ENERGYCTL), "serve", "--port", str(port), "--workers", "2"],
-        env={**shell, "DATABASE_URL": test_database_url()},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
     from energy.application.clients import add_client
+    from tests.http_server import Server
 
     token = add_client(name="shop", accounts=None).token
+    server = Server(test_database_url(), tmp_path / "serve.log")
+    port = server.port
     base = f"http://127.0.0.1:{port}/api/energy"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except OSError:  # refused, reset, or a read that timed out while workers start
-                assert server.poll() is None, server.stderr.read()
-                assert time.monotonic() < deadline, "serve did not come up"
-                time.sleep(0.2)
         body = json.dumps({"account_id": 1, "amount": 30, "idempotency_key": "http"}).encode()
         answers = []
         for _ in range(2):
@@ -463,8 +444,7 @@ def test_serve_answers_http_requests(accounts):
             with urllib.request.urlopen(request, timeout=10) as response:
                 answers.append((response.status, response.headers.get("Idempotent-Replayed")))
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        server.close()
 
     assert answers == [(201, None), (200, "true")]
 

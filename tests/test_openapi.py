@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
 
 from energy.domain.requests import MAX_INT64, MAX_KEY_LENGTH, MAX_PAGE_LIMIT
-from tests.support import ENERGYCTL, free_port, test_database_url
+from tests.http_server import Server
+from tests.support import test_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -144,33 +143,11 @@ def server(transactional_db, tmp_path):
 
     seed_accounts(count=3, energy=10**12)
     token = add_client(name="schemathesis", accounts=None).token
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    with open(tmp_path / "serve.log", "wb") as log:
-        process = subprocess.Popen([ENERGYCTL, "serve", "--port", str(port), "--workers", "1", "--no-access-log"],
-                                   env={**environment, "DATABASE_URL": test_database_url()}, stdout=log, stderr=log)
+    server = Server(test_database_url(), tmp_path / "serve.log", workers=1, args=("--no-access-log",))
     try:
-        _wait_until_answering(port, process, tmp_path / "serve.log")
-        yield port, token
+        yield server.port, token
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-
-
-def _wait_until_answering(port: int, process, log: Path) -> None:
-    import http.client
-
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
-        time.sleep(0.1)
+        server.close()
 
 
 @pytest.mark.slow
