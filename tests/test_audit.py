@@ -260,3 +260,81 @@ def test_the_audit_is_clean_while_processes_consume_because_one_statement_sees_o
     # The audits ran while the consumes did: some saw part of them, and the last saw them all.
     assert any(0 < a["consumptions"] < 900 for a in audits), [a["consumptions"] for a in audits]
     assert audits[-1]["consumptions"] == 900 == audit_ledger().consumptions
+
+
+def ledger_of_every_kind():
+    """Accounts 1..3 with 100 each: 1 consumes, is credited and has a consumption reversed; 2 only consumes."""
+    from energy.application.entries import credit, reverse
+
+    seed_accounts(count=3, energy=100)
+    spend(1, 10, 20)
+    credit(account_id=1, amount=50, idempotency_key="gift-1")
+    reverse(idempotency_key="k1-0")
+    spend(1, 5, prefix="late")
+    spend(2, 5, 15)
+
+
+# Damage to a ledger of every kind: (statements, damaged account, a phrase it must report).
+KIND_DAMAGE = {
+    "credit's amount rewritten": (["UPDATE energy_consumption SET amount = 49 WHERE idempotency_key = 'gift-1'"], 1,
+                                  "energy is 125, but opening energy 100 + credited 49 + reversed 10 - consumed 35"),
+    "reversal gives back more than its consumption": ([
+        "UPDATE energy_consumption SET amount = 11, balance_after = balance_after + 1 WHERE kind = 'reversal'",
+        "UPDATE energy_consumption SET balance_after = balance_after + 1 WHERE idempotency_key = 'late1-0'",
+        "UPDATE energy_account SET energy = energy + 1 WHERE id = 1",
+    ], 1, "1 reversals do not give back exactly a consumption of this account"),
+    "reversal of a credit": ([
+        "UPDATE energy_consumption SET target_id = (SELECT id FROM energy_consumption WHERE idempotency_key = 'gift-1')"
+        " WHERE kind = 'reversal'",
+    ], 1, "1 reversals do not give back exactly a consumption of this account"),
+    "consumption reversed twice": ([
+        "DROP INDEX energy_entry_one_reversal_per_target",
+        "INSERT INTO energy_consumption (client_id, account_id, kind, amount, target_id, balance_after, seq,"
+        " created_at) SELECT client_id, account_id, kind, amount, target_id, balance_after + 5, 6, now()"
+        " FROM energy_consumption WHERE kind = 'reversal'",
+        "UPDATE energy_account SET energy = energy + 10, last_seq = 6 WHERE id = 1",
+    ], 1, "2 reversals reverse an entry reversed more than once"),
+    "position skipped": (["UPDATE energy_account SET last_seq = 7 WHERE id = 2"], 2,
+                         "the chain's positions are not 1 to 7 (last_seq)"),
+    "entries swapped in the chain": ([
+        "UPDATE energy_consumption SET seq = 99 WHERE idempotency_key = 'gift-1'",
+        "UPDATE energy_consumption SET seq = 3 WHERE idempotency_key = 'late1-0'",
+        "UPDATE energy_consumption SET seq = 5 WHERE idempotency_key = 'gift-1'",
+    ], 1, "do not continue the one before"),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("damage", KIND_DAMAGE, ids=list(KIND_DAMAGE))
+def test_the_audit_checks_credits_reversals_and_positions_and_names_the_damaged_account(damage):
+    statements, account, phrase = KIND_DAMAGE[damage]
+    ledger_of_every_kind()
+    clean = audit_ledger()
+    assert clean.clean, clean.violations
+    assert (clean.consumptions, clean.entries) == (5, 7)
+    sql("SET CONSTRAINTS ALL IMMEDIATE")
+    for statement in statements:
+        sql(statement)
+
+    found = problems_by_account(audit_ledger())
+
+    assert set(found) == {account}, found
+    assert any(phrase in problem for problem in found[account]), found
+
+
+@pytest.mark.django_db
+def test_entries_from_before_positions_come_first_in_the_chain():
+    """Rows recorded before the chain was numbered (seq NULL) lead it, in balance_after order; numbered ones follow."""
+    from energy.application.entries import credit
+
+    seed_accounts(count=1, energy=100)
+    sql("INSERT INTO energy_consumption (client_id, account_id, amount, idempotency_key, balance_after, created_at)"
+        " VALUES (1, 1, 20, 'second', 70, now()), (1, 1, 10, 'first', 90, now())")
+    sql("UPDATE energy_account SET energy = 70 WHERE id = 1")
+    credit(account_id=1, amount=100, idempotency_key="later")
+    spend(1, 150)
+
+    report = audit_ledger()
+
+    assert report.clean, report.violations
+    assert (report.consumptions, report.entries) == (3, 4)

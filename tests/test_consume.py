@@ -252,3 +252,14 @@ def test_an_applied_result_is_the_contract_body_of_the_stored_record(account):
         "idempotency_key": "fields", "balance_after": 70, "created_at": result["created_at"],
     }
     assert result["created_at"] in (record.created_at, record.created_at.isoformat())
+
+
+def test_the_orm_path_deducts_amounts_beyond_32_bits_exactly():
+    """An amount beside F() must travel as a BIGINT: as a 4-byte integer it would wrap around."""
+    from energy.application.consume import _consume_with_orm
+    from energy.domain.requests import ConsumeRequest
+
+    Account.objects.create(id=1, energy=2**40, opening_energy=2**40)
+
+    assert _consume_with_orm(1, ConsumeRequest(1, 2**33 + 5, "wide")).balance_after == 2**40 - 2**33 - 5
+    assert balance() == 2**40 - 2**33 - 5

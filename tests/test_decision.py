@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from energy.domain.decision import Apply, Pending, Record, Refuse, Replay, decide, plan
-from energy.domain.requests import ConsumeRequest
+from energy.domain.requests import MAX_INT64, ConsumeRequest, CreditRequest, ReverseRequest
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -80,3 +80,54 @@ def test_a_plan_decides_like_the_rule_applied_one_request_at_a_time(requests, st
             assert isinstance(expected, Refuse) and expected.error.outcome == decision.error.outcome
         else:
             assert decision == expected, (position, request)
+
+
+# --- Credit and reverse: the same rule, grown to the kinds --------------------------------------
+
+def entry(kind, account_id, amount, key, balance_after=0):
+    return Record(8, account_id, amount, key, balance_after, NOW, kind)
+
+
+def outcome(decision):
+    return decision.error.outcome if isinstance(decision, Refuse) else type(decision).__name__
+
+
+def test_a_key_names_one_request_whatever_its_kind():
+    """The same key, account and amount sent as another kind is a mismatch, both ways."""
+    credited, consumed = entry("credit", 1, 30, "k"), entry("consume", 1, 30, "k")
+    assert outcome(decide(ConsumeRequest(1, 30, "k"), earlier=credited, balance=100)) == "idempotency_key_mismatch"
+    assert outcome(decide(CreditRequest(1, 30, "k"), earlier=consumed, balance=100)) == "idempotency_key_mismatch"
+    assert decide(CreditRequest(1, 30, "k"), earlier=credited, balance=0) == Replay(credited)
+    assert outcome(decide(CreditRequest(1, 31, "k"), earlier=credited, balance=0)) == "idempotency_key_mismatch"
+
+
+def test_a_credit_raises_the_balance_up_to_the_largest_int64_and_not_past_it():
+    assert decide(CreditRequest(1, 5, "k"), earlier=None, balance=10) == Apply(15)
+    assert decide(CreditRequest(1, 5, "k"), earlier=None, balance=MAX_INT64 - 5) == Apply(MAX_INT64)
+    refused = decide(CreditRequest(1, 6, "k"), earlier=None, balance=MAX_INT64 - 5)
+    assert outcome(refused) == "invalid_request" and "amount" in refused.error.fields
+    assert outcome(decide(CreditRequest(9, 5, "k"), earlier=None, balance=None)) == "account_not_found"
+
+
+def test_a_reverse_gives_back_the_consumption_once_and_replays_after():
+    consumed = entry("consume", 1, 30, "k")
+    assert decide(ReverseRequest("k"), earlier=consumed, balance=70) == Apply(100)
+    reversal = entry("reversal", 1, 30, "k", balance_after=100)
+    # Replayed whatever the balance is now, even one that could no longer take the amount back.
+    assert decide(ReverseRequest("k"), earlier=consumed, balance=MAX_INT64, reversal=reversal) == Replay(reversal)
+
+
+def test_a_reverse_of_nothing_is_not_found_and_of_a_credit_an_invalid_state():
+    assert outcome(decide(ReverseRequest("k"), earlier=None, balance=None)) == "key_not_found"
+    assert outcome(decide(ReverseRequest("k"), earlier=entry("credit", 1, 5, "k"), balance=5)) == "invalid_state"
+
+
+def test_a_reverse_that_would_pass_the_largest_int64_is_invalid():
+    refused = decide(ReverseRequest("k"), earlier=entry("consume", 1, 30, "k"), balance=MAX_INT64 - 29)
+    assert outcome(refused) == "invalid_request"
+
+
+def test_a_plan_of_consumes_sees_a_credit_stored_under_its_key_as_a_mismatch():
+    decisions = plan([ConsumeRequest(1, 5, "c"), ConsumeRequest(1, 5, "n")],
+                     stored={"c": entry("credit", 1, 5, "c")}, balances={1: 10})
+    assert outcome(decisions[0]) == "idempotency_key_mismatch" and decisions[1] == Apply(5)

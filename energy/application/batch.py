@@ -12,6 +12,9 @@ Requests go in chunks, one transaction per chunk:
    energy - spent``, ``last_seq = last_seq + entries``).
 If a key turns out to have been recorded by someone else after step 1, the decisions are
 stale: the chunk is rolled back and decided again.
+
+``apply_many`` takes requests of every kind (a replay file's lines): each run of consumes goes
+through ``consume_many``, and each credit or reverse through its own use case, in order.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from typing import Sequence
 from django.db import connection, transaction
 
 from energy.application.consume import ConsumeResult, consume
+from energy.application.entries import EntryResult, credit, reverse
 from energy.db import statements
 from energy.db.guard import database_guard
 from energy.domain.clients import CLI
 from energy.domain.decision import Apply, Decision, Pending, Record, Refuse, Replay, plan
 from energy.domain.exceptions import EnergyError, Unavailable
-from energy.domain.requests import ConsumeRequest
+from energy.domain.requests import ConsumeRequest, CreditRequest, ReverseRequest
 from energy.models import OPERATOR_CLIENT_ID
 
 log = logging.getLogger("energy.consume")
@@ -41,6 +45,40 @@ CHUNK_SIZE = 500
 MAX_ATTEMPTS = 5
 
 Outcome = ConsumeResult | EnergyError
+AnyRequest = ConsumeRequest | CreditRequest | ReverseRequest
+
+
+def apply_many(requests: Sequence[AnyRequest], *, client_id: int = OPERATOR_CLIENT_ID,
+               channel: str = CLI) -> list[Outcome | EntryResult]:
+    """Apply requests of any kind in order, each with the outcome it would get alone, in ``client_id``'s key space.
+
+    Consecutive consumes are applied in chunks (``consume_many``); a credit or a reverse is
+    applied on its own, after everything before it and before everything after it. Each
+    request gets its result or the EnergyError it ended in (``Unavailable`` included).
+    """
+    outcomes: list[Outcome | EntryResult] = []
+    run: list[ConsumeRequest] = []
+    for request in requests:
+        if isinstance(request, ConsumeRequest):
+            run.append(request)
+            continue
+        if run:
+            outcomes += consume_many(run, client_id=client_id, channel=channel)
+            run = []
+        outcomes.append(_entry(client_id, request, channel))
+    if run:
+        outcomes += consume_many(run, client_id=client_id, channel=channel)
+    return outcomes
+
+
+def _entry(client_id: int, request: CreditRequest | ReverseRequest, channel: str) -> EntryResult | EnergyError:
+    try:
+        if isinstance(request, CreditRequest):
+            return credit(account_id=request.account_id, amount=request.amount,
+                          idempotency_key=request.idempotency_key, client_id=client_id, channel=channel)
+        return reverse(idempotency_key=request.idempotency_key, client_id=client_id, channel=channel)
+    except EnergyError as exc:
+        return exc
 
 
 def consume_many(requests: Sequence[ConsumeRequest], *, client_id: int = OPERATOR_CLIENT_ID,

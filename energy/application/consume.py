@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import BigIntegerField, F, Value
 
 from energy.db import statements
 from energy.db.guard import database_guard
@@ -200,10 +200,16 @@ def _apply(client_id: int, request: ConsumeRequest, decision: Apply, seq: int) -
         client_id=client_id, account_id=request.account_id, kind=CONSUME, amount=request.amount,
         idempotency_key=request.idempotency_key, balance_after=decision.balance_after, seq=seq,
     )
-    Account.objects.filter(pk=request.account_id).update(energy=F("energy") - request.amount,
+    Account.objects.filter(pk=request.account_id).update(energy=F("energy") - int64(request.amount),
                                                          last_seq=F("last_seq") + 1)
     return Record(record.id, request.account_id, request.amount, request.idempotency_key,
                   decision.balance_after, record.created_at, CONSUME)
+
+
+def int64(amount: int) -> Value:
+    """An amount as a BIGINT parameter: a bare int beside F() is sent as a 4-byte integer on
+    PostgreSQL, and one above 2**31 - 1 would wrap around instead of failing."""
+    return Value(amount, output_field=BigIntegerField())
 
 
 def is_key_conflict(exc: IntegrityError) -> bool:

@@ -29,7 +29,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from energy.application.consume import APPLIED, REPLAYED, ConsumeResult, earlier_record, is_key_conflict
+from energy.application.consume import APPLIED, REPLAYED, ConsumeResult, earlier_record, int64, is_key_conflict
 from energy.db.guard import database_guard
 from energy.domain.clients import CLI
 from energy.domain.decision import CONSUME, CREDIT, REVERSAL, REVERSIBLE, SIGN, Apply, Record, Refuse, Replay, decide
@@ -168,7 +168,7 @@ def _record(client_id: int, account_id: int, kind: str, amount: int, decision: A
         target_id=None if target is None else target.entry_id, balance_after=decision.balance_after,
         seq=last_seq + 1,
     )
-    Account.objects.filter(pk=account_id).update(energy=F("energy") + SIGN[kind] * amount,
+    Account.objects.filter(pk=account_id).update(energy=F("energy") + int64(SIGN[kind] * amount),
                                                  last_seq=F("last_seq") + 1)
     return Record(entry.id, account_id, amount, key if target is None else target.idempotency_key,
                   decision.balance_after, entry.created_at, kind)
