@@ -59,6 +59,12 @@ class ConsumeRow(NamedTuple):
 # only when nothing was recorded, so the happy path pays nothing for idempotency. The
 # entry takes the next position in the account's chain (last_seq + 1, read under the row
 # lock) and the same UPDATE that deducts moves last_seq on: no statement of its own.
+# The UPDATE computes from ``locked``, the row as it is under the lock, not from the row
+# as the statement's snapshot saw it: when a credit committed while this statement waited
+# for the lock, the snapshot's row is older and holds less energy, and PostgreSQL checks
+# CHECK constraints on the row computed from it before it moves on to the newest one, so
+# ``energy - amount`` could fail energy >= 0 for a consume that the newest row affords.
+# Under the lock the two are the same value, so this is still the database's arithmetic.
 CONSUME = f"""
 WITH locked AS (
     SELECT {A.id}, {A.energy}, {A.last_seq} FROM {A.table} WHERE {A.id} = %(account_id)s FOR UPDATE
@@ -71,8 +77,9 @@ WITH locked AS (
     ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
     RETURNING {RECORD}
 ), deducted AS (
-    UPDATE {A.table} SET {A.energy} = {A.energy} - %(amount)s, {A.last_seq} = {A.last_seq} + 1
-    WHERE {A.id} = %(account_id)s AND EXISTS (SELECT FROM recorded)
+    UPDATE {A.table} SET {A.energy} = locked.{A.energy} - %(amount)s, {A.last_seq} = locked.{A.last_seq} + 1
+    FROM locked
+    WHERE {A.table}.{A.id} = locked.{A.id} AND EXISTS (SELECT FROM recorded)
 ), earlier AS (
     SELECT {RECORD} FROM {E.table}
     WHERE {E.client} = %(client_id)s AND {E.idempotency_key} = %(key)s AND NOT EXISTS (SELECT FROM recorded)
