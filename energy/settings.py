@@ -63,10 +63,10 @@ USE_I18N = False
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 REST_FRAMEWORK = {
-    "DEFAULT_PARSER_CLASSES": ["energy.http.parsers.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["energy.http.content.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # DRF's negotiation, answered without parsing an Accept header that leaves no choice.
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "energy.http.parsers.JSONFirstNegotiation",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "energy.http.content.JSONFirstNegotiation",
     # Every API view needs a client's Bearer token (see energy/http/auth.py); the views
     # that need none (/healthz, /api/schema/) say so themselves.
     "DEFAULT_AUTHENTICATION_CLASSES": ["energy.http.auth.BearerTokenAuthentication"],
