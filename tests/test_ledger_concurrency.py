@@ -1,4 +1,5 @@
-"""Credit and reverse under concurrency: real OS processes on real PostgreSQL, seen overlapping.
+"""Credit and reverse under concurrency: real OS processes on real PostgreSQL, seen overlapping
+(and, in a process of its own, on SQLite).
 
 Each test holds the account's row lock on a connection of its own, hands every process its
 work, and lets go only once ``pg_blocking_pids()`` shows every one of them waiting for that
@@ -64,7 +65,23 @@ def _run(operations: list[tuple]) -> list[dict]:
     return bodies
 
 
-COMMANDS = {"ready": _ready, "run": _run}
+def _prepare(energy: int) -> None:
+    """Migrate the database the process is configured for and give it account 1."""
+    from django.core.management import call_command
+
+    from energy.application.accounts import seed_accounts
+
+    call_command("migrate", verbosity=0)
+    seed_accounts(count=1, energy=energy)
+
+
+def _audit() -> list[str]:
+    from energy.application.audit import audit_ledger
+
+    return [violation.problem for violation in audit_ledger().violations]
+
+
+COMMANDS = {"ready": _ready, "run": _run, "prepare": _prepare, "audit": _audit}
 
 
 # --- The line-up ---------------------------------------------------------------------------------
@@ -205,3 +222,21 @@ def test_a_consume_that_waited_for_a_credit_spends_what_the_credit_added():
 
     assert (answer["status"], answer["balance_after"]) == ("applied", 46), answer
     assert energy() == 46
+
+
+def test_credit_and_reverse_work_on_sqlite_through_the_orm(tmp_path):
+    session = Session(f"sqlite:///{tmp_path / 'ledger.db'}", __name__)
+    try:
+        session.ask("prepare", 100)
+        answers = session.ask("run", [("consume", 1, 30, "a"), ("credit", 1, 5, "b"), ("reverse", "a"),
+                                      ("reverse", "a"), ("reverse", "b"), ("consume", 1, 5, "b"),
+                                      ("batch", [(1, 50, "c"), (1, 50, "d")])])
+        violations = session.ask("audit")
+    finally:
+        session.close()
+
+    assert [(a["status"], a.get("error"), a.get("balance_after")) for a in answers] == [
+        ("applied", None, 70), ("applied", None, 75), ("applied", None, 105), ("replayed", None, 105),
+        ("error", "invalid_state", None), ("error", "idempotency_key_mismatch", None), ("applied", None, 55),
+        ("applied", None, 5)]
+    assert violations == []
