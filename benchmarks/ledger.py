@@ -79,7 +79,8 @@ def run(consumptions: int, accounts: int, runs: int) -> dict:
     return figures
 
 
-HISTORY_INDEX = "energy_consumption_history"
+# The index the history of rows written without a chain position (as fill() writes them) reads.
+HISTORY_INDEX = "energy_entry_early_history"
 
 
 def fill(consumptions: int, accounts: int) -> None:
