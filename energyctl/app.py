@@ -21,6 +21,8 @@ from energyctl.output import EXIT_CODES, Output, escape
 COMMANDS = {
     "consume": "energyctl.commands.consume",
     "balance": "energyctl.commands.consume",
+    "credit": "energyctl.commands.entries",
+    "reverse": "energyctl.commands.entries",
     "seed": "energyctl.commands.seed",
     "replay": "energyctl.commands.replay",
     "race-demo": "energyctl.commands.race",

@@ -61,6 +61,7 @@ OUTCOME_STYLE = {
     "client_not_found": "yellow",
     "key_not_found": "yellow",
     "idempotency_key_mismatch": "magenta",
+    "invalid_state": "magenta",
     "invalid_request": "red",
     "unavailable": "red",
 }

@@ -216,17 +216,17 @@ def _history(*answers):
     return History(keys={"k1": entry}, requests=len(answers), crashes=[], conflicting_sends=[], kills_in_flight=0)
 
 
-APPLIED = {"outcome": "applied", "consumption_id": 7, "amount": 10, "balance_after": 90}
-RECORD = (7, 1, 10, "k1", 90)
+APPLIED = {"outcome": "applied", "entry_id": 7, "amount": 10, "balance_after": 90}
+RECORD = (7, 1, 10, "k1", 90, "consume", None)
 
 
 @pytest.mark.parametrize("history, records, expected", [
     (_history(APPLIED), [], "answered applied but is not recorded"),
-    (_history({**APPLIED, "consumption_id": 6}), [RECORD], "was answered"),
+    (_history({**APPLIED, "entry_id": 6}), [RECORD], "was answered"),
     (_history(APPLIED, {**APPLIED, "outcome": "applied"}), [RECORD], "answered applied 2 times"),
     (_history({"outcome": "unavailable"}, {"outcome": "insufficient_energy"}), [RECORD], "refused"),
     (_history({"outcome": "idempotency_key_mismatch"}), [], "was answered idempotency_key_mismatch"),
-    (_history(), [(7, 1, 10, "ghost", 90)], "no client ever sent it"),
+    (_history(), [(7, 1, 10, "ghost", 90, "consume", None)], "no client ever sent it"),
 ], ids=["answered-not-recorded", "wrong-id", "applied-twice", "refused-but-recorded", "mismatch-on-own-key",
         "phantom-record"])
 def test_the_audit_catches_each_kind_of_violation(history, records, expected):

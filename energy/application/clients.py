@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from energy.db.guard import database_guard, once_more_if_lost
 from energy.domain.clients import (
-    ALL_SCOPES,
+    DEFAULT_SCOPES,
     READ,
     TOKEN_PREFIX,
     TOKEN_RANDOM_BYTES,
@@ -29,6 +29,7 @@ from energy.domain.clients import (
     check_keep_old_for,
     check_name,
     is_token_shaped,
+    parse_scopes,
 )
 from energy.domain.exceptions import ClientNameTaken, ClientNotFound, NotAClientOfTheApi
 from energy.models import OPERATOR, OPERATOR_CLIENT_ID, Client
@@ -96,10 +97,14 @@ def client_id_for(name: str | None) -> int:
     return found
 
 
-def add_client(*, name: str, accounts: list[int] | None, read_only: bool = False) -> IssuedToken:
-    """Create client ``name`` with a new token; ``accounts`` None allows every account."""
+def add_client(*, name: str, accounts: list[int] | None, read_only: bool = False,
+               scopes: list[str] | None = None) -> IssuedToken:
+    """Create client ``name`` with a new token; ``accounts`` None allows every account.
+
+    ``scopes`` default to DEFAULT_SCOPES; ``read_only`` is scope ``read`` alone.
+    """
     check_name(name)
-    scopes = [READ] if read_only else list(ALL_SCOPES)
+    scopes = [READ] if read_only else parse_scopes(",".join(DEFAULT_SCOPES if scopes is None else scopes))
     token = new_token()
     try:
         with database_guard(), transaction.atomic():

@@ -1,8 +1,12 @@
-"""Replay a JSON Lines stream of consume requests, applying each exactly once.
+"""Replay a JSON Lines stream of ledger requests, applying each exactly once.
 
 Lines are read one at a time (``read_lines``), each at most ``MAX_LINE_BYTES`` long, and
-applied in chunks through ``consume_many``, so memory stays flat however long the stream or
-any of its lines is. A line that is too long, not JSON, or breaks an input rule, counts as
+applied in chunks through ``apply_many``, so memory stays flat however long the stream or
+any of its lines is. A line's ``"kind"`` says what it asks for: ``consume`` (the default, with
+``account_id``, ``amount`` and ``idempotency_key``), ``credit`` (the same fields) or ``reverse``
+(``idempotency_key`` alone, the consumption's). Runs of consumes go in batches; a credit or a
+reverse goes on its own, after the lines before it, so the file's order holds. A line that
+is too long, not JSON, of an unknown kind, or breaks an input rule, counts as
 ``invalid_request`` under its line number and never stops the run. Because every request
 carries its idempotency key, an interrupted replay can simply be run again: what was applied
 the first time comes back ``replayed``, and nothing is applied twice.
@@ -22,10 +26,10 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from energy.application.batch import consume_many
+from energy.application.batch import apply_many
 from energy.db.analyze import GrowthWatch
 from energy.domain.exceptions import EnergyError, InvalidRequest, Unavailable
-from energy.domain.requests import ConsumeRequest
+from energy.domain.requests import ConsumeRequest, CreditRequest, ReverseRequest
 from energy.models import OPERATOR_CLIENT_ID
 
 OUTCOMES = (
@@ -38,6 +42,9 @@ OUTCOMES = (
     "unavailable",
 )
 SUCCESSFUL = frozenset({"applied", "replayed"})
+# A line's "kind" -> how it is read; a line without one is a consume.
+KINDS = {"consume": ConsumeRequest.from_json, "credit": CreditRequest.from_json,
+         "reverse": lambda data: ReverseRequest.from_text(data.get("idempotency_key"))}
 # Requests per consume_many call: large enough to amortise round trips, small enough that
 # an interruption loses little work and one slow chunk does not stall progress reports.
 CHUNK_SIZE = 500
@@ -152,7 +159,7 @@ def replay_lines(
     summary = ReplaySummary()
     started = time.perf_counter()
     sender = _Sender(summary, on_failure, client_id, retry_for, on_waiting)
-    pending: list[tuple[int, ConsumeRequest]] = []
+    pending: list[tuple[int, Request]] = []
     growth = GrowthWatch(minimum=chunk_size)
     try:
         for number, raw in enumerate(lines, start=1):
@@ -184,12 +191,19 @@ def replay_lines(
     return summary
 
 
-def _parse(raw: bytes | str) -> ConsumeRequest:
+Request = ConsumeRequest | CreditRequest | ReverseRequest
+
+
+def _parse(raw: bytes | str) -> Request:
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest({"body": f"is not valid JSON ({_first_line(exc)})"}) from None
-    return ConsumeRequest.from_json(data)
+    kind = data.get("kind", "consume") if isinstance(data, dict) else "consume"
+    read = KINDS.get(kind) if isinstance(kind, str) else None
+    if read is None:
+        raise InvalidRequest({"kind": f"must be one of {', '.join(KINDS)} (default consume)"})
+    return read(data)
 
 
 def _send(sender: "_Sender", pending, summary: ReplaySummary, growth: GrowthWatch) -> None:
@@ -199,7 +213,7 @@ def _send(sender: "_Sender", pending, summary: ReplaySummary, growth: GrowthWatc
 
 
 class _Sender:
-    """Sends chunks through ``consume_many``, waiting out an unavailable database within the budget."""
+    """Sends chunks through ``apply_many``, waiting out an unavailable database within the budget."""
 
     def __init__(self, summary: ReplaySummary, on_failure, client_id: int, retry_for: float, on_waiting):
         self.summary, self.on_failure, self.client_id = summary, on_failure, client_id
@@ -207,7 +221,7 @@ class _Sender:
         self.gave_up: Unavailable | None = None
         self._random = random.Random()
 
-    def send(self, pending: list[tuple[int, ConsumeRequest]]) -> None:
+    def send(self, pending: list[tuple[int, Request]]) -> None:
         outage_started = None
         attempt = 0
         while pending:
@@ -228,11 +242,11 @@ class _Sender:
             attempt += 1
             pending = [(number, request) for number, request, _ in unavailable]
 
-    def _send_once(self, pending) -> list[tuple[int, ConsumeRequest, Unavailable]]:
+    def _send_once(self, pending) -> list[tuple[int, Request, Unavailable]]:
         """Count every outcome but unavailable ones, which are returned to be tried again."""
-        outcomes = consume_many([request for _, request in pending], client_id=self.client_id)
+        outcomes = apply_many([request for _, request in pending], client_id=self.client_id)
         if len(outcomes) != len(pending):
-            raise RuntimeError(f"consume_many answered {len(outcomes)} outcomes for {len(pending)} requests")
+            raise RuntimeError(f"apply_many answered {len(outcomes)} outcomes for {len(pending)} requests")
         unavailable = []
         for (number, request), outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, Unavailable):
@@ -255,7 +269,9 @@ class _Sender:
 
 
 def _count(summary: ReplaySummary, number: int, exc: EnergyError, on_failure) -> None:
-    summary.counts[exc.outcome] += 1
+    # Outcomes only a reverse line ends in (key_not_found, invalid_state) are counted once one
+    # does: the summary of a file without them keeps exactly the keys of OUTCOMES.
+    summary.counts[exc.outcome] = summary.counts.get(exc.outcome, 0) + 1
     if on_failure is not None:
         on_failure(LineFailure(line=number, outcome=exc.outcome, detail=exc.detail))
 

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from energy.domain.exceptions import InvalidRequest
 from energy.domain.requests import parse_account_id
 
-CONSUME, READ = "consume", "read"
-ALL_SCOPES = (CONSUME, READ)
+# consume: consume and holds; read: balances and the ledger; credit: credit and reverse,
+# which put energy back, so a client gets it only when named.
+CONSUME, READ, CREDIT = "consume", "read", "credit"
+ALL_SCOPES = (CONSUME, READ, CREDIT)
+DEFAULT_SCOPES = (CONSUME, READ)
 # The command line's own client: it has no token and can never be used over HTTP.
 OPERATOR = "operator"
 MAX_NAME_LENGTH = 64
@@ -65,6 +68,16 @@ def parse_account_list(text: str) -> list[int]:
         except InvalidRequest as exc:
             raise InvalidRequest({"accounts": f"{part[:30]!r} {exc.fields['account_id']}"}) from None
     return sorted(ids)
+
+
+def parse_scopes(text: str) -> list[str]:
+    """``"consume,read,credit"`` as distinct known scopes, in the order of ALL_SCOPES."""
+    named = {part.strip() for part in (text or "").split(",")} - {""}
+    unknown = sorted(named - set(ALL_SCOPES))
+    if not named or unknown:
+        problem = f"unknown scope {unknown[0][:30]!r}; " if unknown else ""
+        raise InvalidRequest({"scopes": f"{problem}give a comma-separated list of {', '.join(ALL_SCOPES)}"})
+    return [scope for scope in ALL_SCOPES if scope in named]
 
 
 def check_keep_old_for(seconds: int) -> int:

@@ -40,14 +40,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(clients)
 
 
-@clients.command(help=ADD_HELP, epilog="Example: energyctl clients add shop --accounts 1,2")
+@clients.command(help=ADD_HELP, epilog="Example: energyctl clients add shop --accounts 1,2 "
+                                       "--scopes consume,read,credit")
 def add(
     name: str = typer.Argument(..., metavar="NAME",
                                help="1-64 letters, digits, '.', '_' or '-'; 'operator' is reserved."),
     accounts: str = typer.Option(None, "--accounts", metavar="1,2,3", show_default=False,
                                  help="The only accounts the client may use."),
     all_accounts: bool = typer.Option(False, "--all-accounts", help="The client may use every account."),
-    read_only: bool = typer.Option(False, "--read-only", help="Scope 'read' only (default: 'consume' and 'read')."),
+    scopes: str = typer.Option(None, "--scopes", metavar="consume,read,credit", show_default=False,
+                               help="What the client may do (default: consume,read); "
+                                    "credit lets it credit and reverse."),
+    read_only: bool = typer.Option(False, "--read-only", help="Scope 'read' only, the same as --scopes read."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     out = Output(as_json=as_json)
@@ -56,10 +60,11 @@ def add(
 
         check_name(name)  # refused before any database is started or reached
         allowed = _allow_list(accounts, all_accounts)
+        granted = _scopes(scopes, read_only)
         prepare()
         from energy.application.clients import add_client
 
-        issued = add_client(name=name, accounts=allowed, read_only=read_only)
+        issued = add_client(name=name, accounts=allowed, scopes=granted)
     except EnergyError as exc:
         raise typer.Exit(out.fail(exc)) from None
     _show_token(out, issued.to_dict())
@@ -134,6 +139,19 @@ def _allow_list(accounts: str | None, all_accounts: bool) -> list[int] | None:
     from energy.domain.clients import parse_account_list
 
     return parse_account_list(accounts)
+
+
+def _scopes(scopes: str | None, read_only: bool) -> list[str] | None:
+    """The scopes from the options: --scopes, or --read-only (read alone), or None for the default."""
+    if scopes is not None and read_only:
+        raise InvalidRequest({"scopes": "give at most one of --scopes and --read-only"})
+    if read_only:
+        return ["read"]
+    if scopes is None:
+        return None
+    from energy.domain.clients import parse_scopes
+
+    return parse_scopes(scopes)
 
 
 def _show_token(out: Output, issued: dict) -> None:

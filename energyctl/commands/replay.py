@@ -21,8 +21,10 @@ WAITING = "waiting for the database"
 
 REPLAY_HELP = f"""Apply every request of a JSON Lines file exactly once, then count the outcomes.
 
-Each line is {{"account_id": 1, "amount": 30, "idempotency_key": "k1"}}. Blank lines are \
-skipped; malformed lines, and lines over 64 KiB, count as invalid_request.
+Each line is {{"account_id": 1, "amount": 30, "idempotency_key": "k1"}}, a consume; with \
+"kind": "credit" the same fields add energy, and {{"kind": "reverse", "idempotency_key": "k1"}} \
+gives consumption k1 back. Lines apply in file order. Blank lines are skipped; malformed lines, \
+an unknown kind, and lines over 64 KiB, count as invalid_request.
 
 While the database is unavailable the replay waits and retries, for up to --retry-for \
 seconds; past that it stops and counts the lines not applied as unavailable.

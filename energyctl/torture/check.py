@@ -12,8 +12,12 @@ from energyctl.torture.history import History
 # The audit of a run's database is a few thousand rows; generous for a busy machine.
 AUDIT_TIMEOUT_S = 120
 
-# Consumption rows as read by TortureDatabase.snapshot().
-ID, ACCOUNT, AMOUNT, KEY, BALANCE_AFTER = range(5)
+# Entry rows as read by TortureDatabase.snapshot(); TARGET_KEY is a reversal's consumption's key.
+ID, ACCOUNT, AMOUNT, KEY, BALANCE_AFTER, KIND, TARGET_KEY = range(7)
+# Outcomes that answer with an entry: the one recorded.
+ANSWERED_WITH_ENTRY = ("applied", "replayed", "answer_dropped")
+# Refusals a request with a valid key may get; a refused request records nothing.
+REFUSALS = ("insufficient_energy", "account_not_found")
 
 
 def violations(history: History, records: list[tuple]) -> list[str]:
@@ -38,31 +42,48 @@ def ledger_violations(database_url: str) -> list[str]:
 
 def _answers(history: History, records) -> list[str]:
     found = []
-    by_key = {record[KEY]: record for record in records}
+    by_key = {record[KEY]: record for record in records if record[KEY] is not None}
+    reversal_of = {record[TARGET_KEY]: record for record in records if record[KIND] == "reversal"}
     for key in by_key.keys() - history.keys.keys():
         found.append(f"key {key} is recorded but no client ever sent it")
+    for key in reversal_of.keys() - history.reversals.keys():
+        found.append(f"consumption {key} is reversed but no client ever asked to reverse it")
     for key, entry in history.keys.items():
         record = by_key.get(key)
-        if record is not None and (record[ACCOUNT], record[AMOUNT]) != (entry.account, entry.amount):
-            found.append(f"key {key} is recorded for account {record[ACCOUNT]} amount {record[AMOUNT]}, "
-                         f"sent for account {entry.account} amount {entry.amount}")
-        for answer in entry.answers:
-            outcome = answer["outcome"]
-            if outcome == "unavailable":
-                continue
-            if outcome in ("applied", "replayed", "answer_dropped"):
-                if record is None:
-                    found.append(f"key {key} was answered {outcome} but is not recorded")
-                elif (answer["consumption_id"], answer["amount"], answer["balance_after"]) != (
-                        record[ID], record[AMOUNT], record[BALANCE_AFTER]):
-                    found.append(f"key {key} was answered {answer} but recorded as {record}")
-            elif outcome in ("insufficient_energy", "account_not_found") and record is not None:
-                # Clients re-send only keys they had applied, so a refusal of a recorded key
-                # means a replay was evaluated afresh instead of answered with the original.
-                found.append(f"key {key} was refused ({outcome}) yet is recorded")
-            elif outcome not in ("insufficient_energy", "account_not_found"):
-                found.append(f"key {key}, always sent with the same request, was answered {outcome}")
-        applied = [a for a in entry.answers if a["outcome"] in ("applied", "answer_dropped")]
-        if len(applied) > 1:
-            found.append(f"key {key} was answered applied {len(applied)} times")
+        if record is not None and (record[KIND], record[ACCOUNT], record[AMOUNT]) != (
+                entry.kind, entry.account, entry.amount):
+            found.append(f"key {key} is recorded as {record[KIND]} for account {record[ACCOUNT]} amount "
+                         f"{record[AMOUNT]}, sent as {entry.kind} for account {entry.account} amount {entry.amount}")
+        found += _each_answer(f"key {key}", entry, record, refusals=REFUSALS)
+    for key, entry in history.reversals.items():
+        consumption = by_key.get(key)
+        if consumption is None or consumption[KIND] != "consume":
+            found.append(f"reverse of key {key} was sent, but no consumption is recorded under it")
+        # Clients reverse only consumptions they had applied: nothing may refuse it.
+        found += _each_answer(f"reverse of key {key}", entry, reversal_of.get(key), refusals=())
+    return found
+
+
+def _each_answer(what: str, entry, record, *, refusals: tuple[str, ...]) -> list[str]:
+    """Every answer a request got against the entry it recorded (``record``, or None)."""
+    found = []
+    for answer in entry.answers:
+        outcome = answer["outcome"]
+        if outcome == "unavailable":
+            continue
+        if outcome in ANSWERED_WITH_ENTRY:
+            if record is None:
+                found.append(f"{what} was answered {outcome} but is not recorded")
+            elif (answer["entry_id"], answer["amount"], answer["balance_after"]) != (
+                    record[ID], record[AMOUNT], record[BALANCE_AFTER]):
+                found.append(f"{what} was answered {answer} but recorded as {record}")
+        elif outcome in refusals and record is not None:
+            # Clients re-send only requests they had applied, so a refusal of a recorded one
+            # means a replay was evaluated afresh instead of answered with the original.
+            found.append(f"{what} was refused ({outcome}) yet is recorded")
+        elif outcome not in refusals:
+            found.append(f"{what}, always sent with the same request, was answered {outcome}")
+    applied = [a for a in entry.answers if a["outcome"] in ("applied", "answer_dropped")]
+    if len(applied) > 1:
+        found.append(f"{what} was answered applied {len(applied)} times")
     return found

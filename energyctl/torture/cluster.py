@@ -71,11 +71,15 @@ class TortureDatabase:
         return waited
 
     def snapshot(self) -> tuple[dict[int, int], list[tuple]]:
-        """Every balance, and every consumption as (id, account, amount, key, balance_after)."""
+        """Every balance, and every entry as (id, account, amount, key, balance_after, kind, target key).
+
+        A reversal has no key of its own: its target key is the key of the consumption it gives back.
+        """
         with self.connect() as conn:
             balances = dict(conn.execute("SELECT id, energy FROM energy_account").fetchall())
             records = conn.execute(
-                "SELECT id, account_id, amount, idempotency_key, balance_after FROM energy_consumption ORDER BY id"
+                "SELECT e.id, e.account_id, e.amount, e.idempotency_key, e.balance_after, e.kind, t.idempotency_key "
+                "FROM energy_consumption e LEFT JOIN energy_consumption t ON t.id = e.target_id ORDER BY e.id"
             ).fetchall()
         return balances, records
 

@@ -20,6 +20,10 @@ class TortureConfig:
     missing_share: float = 0.02
     # A small share re-sends a key this client already had applied: it must be replayed.
     duplicate_share: float = 0.05
+    # Shares of new requests that credit an account, and that reverse one of the client's
+    # own applied consumptions; the rest consume. Credits also keep the hot accounts going.
+    credit_share: float = 0.1
+    reverse_share: float = 0.08
     # Some applied answers are thrown away by the client, as if the response had been lost on
     # the network after the commit; the client then retries the same key. Counted, not drawn:
     # each client process drops its first applied answer and every this-many-th after it.

@@ -19,7 +19,10 @@ CRASH = "crash"
 ANSWER_DROPPED = "answer_dropped"
 # Outcomes after which a client stops retrying a key.
 FINAL_OUTCOMES = ("applied", "replayed", "insufficient_energy", "account_not_found", "idempotency_key_mismatch",
-                  "invalid_request")
+                  "invalid_request", "key_not_found", "invalid_state")
+# Kinds of request a client sends. A reverse is sent with the key of the consumption it gives
+# back, so its history is kept apart from that consumption's (``History.reversals``).
+CONSUME, CREDIT, REVERSE = "consume", "credit", "reverse"
 
 
 class EventLog:
@@ -47,23 +50,25 @@ def read_events(path: Path) -> list[dict]:
     return events
 
 
-def unfinished_request(events: list[dict]) -> tuple[int, int, str] | None:
-    """The request this client sent last if it never got a final answer, to be retried."""
+def unfinished_request(events: list[dict]) -> tuple[str, int | None, int | None, str] | None:
+    """The request (kind, account, amount, key) this client sent last if it never got a final answer."""
     for event in reversed(events):
         if event["ev"] == ANSWER and event["outcome"] in FINAL_OUTCOMES:
             return None
         if event["ev"] == SEND:
-            return event["account"], event["amount"], event["key"]
+            return event.get("kind", CONSUME), event["account"], event["amount"], event["key"]
     return None
 
 
 @dataclass
 class KeyHistory:
     key: str
-    account: int
-    amount: int
+    # None for a reverse: it names only the consumption's key.
+    account: int | None
+    amount: int | None
     sends: int = 0
     answers: list[dict] = field(default_factory=list)
+    kind: str = CONSUME
 
     @property
     def final(self) -> list[dict]:
@@ -77,10 +82,13 @@ class History:
     crashes: list[str]
     conflicting_sends: list[str]
     kills_in_flight: int
+    # Reverses sent, by the key of the consumption each gives back.
+    reversals: dict[str, KeyHistory] = field(default_factory=dict)
 
 
 def load_history(paths: list[Path]) -> History:
     keys: dict[str, KeyHistory] = {}
+    reversals: dict[str, KeyHistory] = {}
     requests = kills_in_flight = 0
     crashes: list[str] = []
     conflicting: list[str] = []
@@ -95,13 +103,15 @@ def load_history(paths: list[Path]) -> History:
             elif event["ev"] == SEND:
                 requests += 1
                 in_flight = True
-                known = keys.setdefault(event["key"], KeyHistory(event["key"], event["account"], event["amount"]))
-                if (known.account, known.amount) != (event["account"], event["amount"]):
+                kind = event.get("kind", CONSUME)
+                known = (reversals if kind == REVERSE else keys).setdefault(
+                    event["key"], KeyHistory(event["key"], event["account"], event["amount"], kind=kind))
+                if (known.kind, known.account, known.amount) != (kind, event["account"], event["amount"]):
                     conflicting.append(event["key"])
                 known.sends += 1
             elif event["ev"] == ANSWER:
                 in_flight = False
-                keys[event["key"]].answers.append(event)
+                (reversals if event.get("kind") == REVERSE else keys)[event["key"]].answers.append(event)
             elif event["ev"] == CRASH:
                 crashes.append(event["error"])
-    return History(keys, requests, crashes, conflicting, kills_in_flight)
+    return History(keys, requests, crashes, conflicting, kills_in_flight, reversals)

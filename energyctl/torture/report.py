@@ -13,6 +13,7 @@ def rows(report: Report) -> list[tuple[str, str]]:
         ("database", f"{report.database} (seed {report.seed})"),
         ("load", f"{report.clients} clients, {report.accounts} accounts, {report.load_seconds} s"),
         ("requests", f"{report.requests} sent for {report.keys} keys"),
+        ("requests by kind", counts(report.requests_by_kind)),
         ("outcomes", counts(report.outcomes)),
         ("unavailable because", counts(report.unavailable_reasons)),
         ("faults injected", counts(report.faults)),

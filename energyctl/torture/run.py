@@ -32,6 +32,8 @@ class Report:
     accounts: int
     load_seconds: float
     requests: int
+    # Requests sent per kind (consume, credit, reverse), retries and re-sends included.
+    requests_by_kind: dict[str, int]
     keys: int
     outcomes: dict[str, int]
     unavailable_reasons: dict[str, int]
@@ -87,14 +89,15 @@ def run_torture(config: TortureConfig) -> Report:
         accounts=config.accounts,
         load_seconds=round(load_seconds, 2),
         requests=history.requests,
-        keys=len(history.keys),
-        outcomes=dict(Counter(a["outcome"] for k in history.keys.values() for a in k.answers)),
+        requests_by_kind=_by_kind(history),
+        keys=len(history.keys) + len(history.reversals),
+        outcomes=dict(Counter(a["outcome"] for k in _every_key(history) for a in k.answers)),
         unavailable_reasons=dict(_reasons(history)),
-        unanswered_keys=sum(1 for k in history.keys.values() if not k.final),
-        lost_answers_replayed=sum(1 for k in history.keys.values() if _first_final(k) == "replayed"),
+        unanswered_keys=sum(1 for k in _every_key(history) if not k.final),
+        lost_answers_replayed=sum(1 for k in _every_key(history) if _first_final(k) == "replayed"),
         faults={kind: injector.injected[kind] for kind in FAULT_KINDS},
         kills_in_flight=history.kills_in_flight,
-        answers_dropped=Counter(a["outcome"] for k in history.keys.values() for a in k.answers)["answer_dropped"],
+        answers_dropped=Counter(a["outcome"] for k in _every_key(history) for a in k.answers)["answer_dropped"],
         faults_not_injected=injector.failed,
         violations=found,
         duration_seconds=round(time.monotonic() - began, 2),
@@ -119,8 +122,8 @@ def _validate(config: TortureConfig) -> None:
 
 
 def _spec(config: TortureConfig, seed: int) -> dict:
-    keys = ("accounts", "hot_accounts", "hot_share", "missing_share", "duplicate_share", "drop_answer_every",
-            "start_energy",
+    keys = ("accounts", "hot_accounts", "hot_share", "missing_share", "duplicate_share", "credit_share",
+            "reverse_share", "drop_answer_every", "start_energy",
             "max_amount", "lock_timeout_ms", "drain_seconds")
     return {**{k: getattr(config, k) for k in keys}, "seed": seed, "run": f"t{seed:x}"}
 
@@ -133,6 +136,18 @@ def _prepare(url: str, spec: dict) -> None:
         raise RuntimeError(f"preparing the database failed:\n{done.stderr[-2000:]}")
 
 
+def _every_key(history):
+    """Each request's history: consumes and credits by key, then reverses by their consumption's key."""
+    return [*history.keys.values(), *history.reversals.values()]
+
+
+def _by_kind(history) -> dict[str, int]:
+    sent = Counter()
+    for entry in _every_key(history):
+        sent[entry.kind] += entry.sends
+    return dict(sent)
+
+
 def _first_final(entry) -> str | None:
     """A key first answered ``replayed`` was applied by an attempt whose answer never arrived."""
     return entry.final[0]["outcome"] if entry.final else None
@@ -140,7 +155,7 @@ def _first_final(entry) -> str | None:
 
 def _reasons(history) -> Counter:
     kinds = Counter()
-    for entry in history.keys.values():
+    for entry in _every_key(history):
         for answer in entry.answers:
             if answer["outcome"] == "unavailable":
                 kinds[_reason_kind(answer.get("reason", ""))] += 1

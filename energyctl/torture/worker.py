@@ -1,5 +1,8 @@
 """Child processes of a run: ``prepare`` (schema and accounts) and ``client`` (the load).
 
+A client sends consumes, credits, and reverses of consumptions it had applied, each retried
+with its key until it gets a final answer, and now and then sends a finished request again.
+
 Run as ``python -m energyctl.torture.worker prepare|client SPEC_JSON`` with ``DATABASE_URL``
 in the environment; each sets Django up itself.
 """
@@ -17,8 +20,11 @@ from pathlib import Path
 from energyctl.torture.history import (
     ANSWER,
     ANSWER_DROPPED,
+    CONSUME,
     CRASH,
+    CREDIT,
     READY,
+    REVERSE,
     SEND,
     EventLog,
     read_events,
@@ -43,7 +49,7 @@ def client(spec: dict) -> None:
     pending = unfinished_request(read_events(log.path))
     rng = random.Random(spec["seed"])
     stop = _Stop(Path(spec["stop_file"]), spec["drain_seconds"])
-    applied: list[tuple[int, int, str]] = []
+    applied: list[tuple[str, int | None, int | None, str]] = []
     drops = _AnswerDrops(spec["drop_answer_every"])
     log.write(READY, generation=spec["generation"], pid=os.getpid())
     for serial in itertools.count(1):
@@ -87,38 +93,60 @@ class _AnswerDrops:
 
 def _send_until_answered(request, log: EventLog, rng: random.Random, stop: _Stop, drops: _AnswerDrops) -> str | None:
     """Send with the same key until a final answer (returned), or until the drain time runs out (None)."""
-    from energy.application.consume import consume
     from energy.domain.exceptions import EnergyError, Unavailable
 
-    account, amount, key = request
+    kind, account, amount, key = request
     while True:
-        log.write(SEND, key=key, account=account, amount=amount)
+        log.write(SEND, kind=kind, key=key, account=account, amount=amount)
         try:
-            result = consume(account_id=account, amount=amount, idempotency_key=key)
+            result = _send(kind, account, amount, key)
         except Unavailable as exc:
-            log.write(ANSWER, key=key, outcome=exc.outcome, reason=exc.reason)
+            log.write(ANSWER, kind=kind, key=key, outcome=exc.outcome, reason=exc.reason)
             if stop.overdue():
                 return None
             time.sleep(rng.uniform(*RETRY_PAUSE_SECONDS))
             continue
         except EnergyError as exc:
-            log.write(ANSWER, key=key, outcome=exc.outcome)
+            log.write(ANSWER, kind=kind, key=key, outcome=exc.outcome)
             return exc.outcome
         except Exception as exc:
             log.write(CRASH, key=key, error=f"{type(exc).__name__}: {exc}")
             raise
         dropped = result.status == "applied" and drops.drop_next_applied()
-        log.write(ANSWER, key=key, outcome=ANSWER_DROPPED if dropped else result.status,
-                  consumption_id=result.consumption_id, account=result.account_id, amount=result.amount,
+        log.write(ANSWER, kind=kind, key=key, outcome=ANSWER_DROPPED if dropped else result.status,
+                  entry_id=result.entry_id, account=result.account_id, amount=result.amount,
                   balance_after=result.balance_after)
         if not dropped:
             return result.status
 
 
-def _next_request(rng: random.Random, spec: dict, applied: list, key: str) -> tuple[int, int, str]:
+def _send(kind: str, account: int | None, amount: int | None, key: str):
+    """One request through its use case, as the operator."""
+    if kind == CREDIT:
+        from energy.application.entries import credit
+
+        return credit(account_id=account, amount=amount, idempotency_key=key)
+    if kind == REVERSE:
+        from energy.application.entries import reverse
+
+        return reverse(idempotency_key=key)
+    from energy.application.consume import consume
+
+    return consume(account_id=account, amount=amount, idempotency_key=key)
+
+
+def _next_request(rng: random.Random, spec: dict, applied: list, key: str) -> tuple[str, int | None, int | None,
+                                                                                    str]:
     roll = rng.random()
     if applied and roll < spec["duplicate_share"]:
         return rng.choice(applied)
+    roll = rng.random()
+    consumed = [request for request in applied if request[0] == CONSUME]
+    if roll < spec["reverse_share"] and consumed:
+        return REVERSE, None, None, rng.choice(consumed)[3]
+    # Before its first consume is applied, a client has nothing to reverse: it consumes.
+    credits = spec["reverse_share"] <= roll < spec["reverse_share"] + spec["credit_share"]
+    kind = CREDIT if credits else CONSUME
     roll = rng.random()
     if roll < spec["missing_share"]:
         account = spec["accounts"] + 1 + rng.randrange(1_000)
@@ -126,7 +154,7 @@ def _next_request(rng: random.Random, spec: dict, applied: list, key: str) -> tu
         account = rng.randint(1, spec["hot_accounts"])
     else:
         account = rng.randint(spec["hot_accounts"] + 1, spec["accounts"])
-    return account, rng.randint(1, spec["max_amount"]), key
+    return kind, account, rng.randint(1, spec["max_amount"]), key
 
 
 def main(argv: list[str]) -> None:
