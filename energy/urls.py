@@ -3,6 +3,7 @@ from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from energy.http import openapi
+from energy.http.entry_views import CreditView, ReverseView
 from energy.http.ledger_views import AccountConsumptionsView, ConsumptionView
 from energy.http.views import AccountView, ConsumeView, HealthView
 
@@ -27,7 +28,10 @@ urlpatterns = [
     path("api/energy/accounts/<str:account_id>/", AccountView.as_view(), name="account"),
     path("api/energy/accounts/<str:account_id>/consumptions/", AccountConsumptionsView.as_view(),
          name="account-consumptions"),
-    # A key may contain "/" (sent as %2F); the trailing slash still ends the pattern.
+    path("api/energy/credit/", CreditView.as_view(), name="credit"),
+    # A key may contain "/" (sent as %2F); the trailing slash still ends the pattern. Before the
+    # record's pattern, which would otherwise take "K/reverse" for a key.
+    path("api/energy/consumptions/<anytext:key>/reverse/", ReverseView.as_view(), name="reverse"),
     path("api/energy/consumptions/<anytext:key>/", ConsumptionView.as_view(), name="consumption"),
     path("healthz", HealthView.as_view(), name="healthz"),
     # application/json first: also what a refusal of this view (405, 406) is sent as.

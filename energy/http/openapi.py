@@ -46,6 +46,28 @@ class ConsumeResult(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class CreditBody(ConsumeBody):
+    amount = serializers.IntegerField(min_value=1, max_value=MAX_INT64,
+                                      help_text="Energy to add. A credit that would take the account past "
+                                                "2**63 - 1 is invalid_request.")
+
+
+class EntryResult(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["applied", "replayed"])
+    kind = serializers.ChoiceField(choices=["credit", "reversal"])
+    entry_id = serializers.IntegerField()
+    account_id = serializers.IntegerField()
+    amount = serializers.IntegerField()
+    idempotency_key = serializers.CharField(help_text="The request's key; a reversal's is its consumption's.")
+    balance_after = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class ReversalResult(EntryResult):
+    kind = serializers.ChoiceField(choices=["reversal"])
+    reverses = serializers.CharField(help_text="The key of the consumption given back.")
+
+
 class LedgerEntry(ConsumeResult):
     status = serializers.ChoiceField(choices=["applied"])
     client = serializers.CharField(help_text="The client whose key it was.")
@@ -142,6 +164,61 @@ CONSUME = {
                                 request_only=True)],
 }
 
+KEY_HEADER_PARAMETER = OpenApiParameter(
+    "Idempotency-Key", {"type": "string", "pattern": KEY_HEADER_PATTERN}, OpenApiParameter.HEADER, required=False,
+    description='The idempotency key, instead of the body\'s: a structured-field string ("abc", with \\" and '
+                '\\\\ as its only escapes) or a bare token (abc); both name the key abc. A key with other '
+                "characters goes in the body.")
+REPLAYED_HEADER = OpenApiParameter("Idempotent-Replayed", {"type": "string", "enum": ["true"]},
+                                   OpenApiParameter.HEADER, response=[200], required=True,
+                                   description="This answer is the original one, replayed.")
+
+CREDIT = {
+    "summary": "Add energy to an account, exactly once per idempotency key of this client",
+    "description": "Needs scope `credit` and the account on the client's allow-list. Answers in this order: "
+                   "401 (token), 400 (input), 403 (scope, allow-list), then the outcome. The key comes in the "
+                   "body or in the Idempotency-Key header (one of them is required; both: they must agree). "
+                   "Keys are shared by every kind of request: a key used for a consume is a 422 here.",
+    "request": CreditBody,
+    "parameters": [KEY_HEADER_PARAMETER, REPLAYED_HEADER, RETRY_AFTER, WWW_AUTHENTICATE],
+    "responses": {
+        201: OpenApiResponse(EntryResult, description="applied"),
+        200: OpenApiResponse(EntryResult, description="replayed: the original result, with "
+                                                      "Idempotent-Replayed: true"),
+        400: _error("invalid_request: the input breaks a rule, or the credit would take the account past "
+                    "2**63 - 1; `fields` names each field"),
+        **WITH_TOKEN,
+        404: _error("account_not_found"),
+        413: _error("invalid_request: the body is larger than 64 KiB"),
+        415: _error("invalid_request: the body must be application/json"),
+        422: _error("idempotency_key_mismatch: this client used the key for another kind, account or amount"),
+        **ALWAYS,
+    },
+    "examples": [OpenApiExample("credit", {"account_id": 1, "amount": 50, "idempotency_key": "topup-17"},
+                                request_only=True)],
+}
+
+REVERSE = {
+    "summary": "Give back, exactly once, the consumption recorded under one of this client's keys",
+    "description": "Needs scope `credit`; the consumption's account must be on the client's allow-list. The "
+                   "first call records a reversal (201), later ones replay it (200). Another client's key is a "
+                   "404, like a key nobody sent; a key that names a credit is 409 invalid_state.",
+    "request": None,
+    "parameters": [OpenApiParameter("key", KEY_SCHEMA, OpenApiParameter.PATH, required=True,
+                                    description="The consumption's idempotency key, URL-encoded (a `/` as `%2F`)."),
+                   REPLAYED_HEADER, RETRY_AFTER, WWW_AUTHENTICATE],
+    "responses": {
+        201: OpenApiResponse(ReversalResult, description="applied: the reversal recorded"),
+        200: OpenApiResponse(ReversalResult, description="replayed: the original reversal, with "
+                                                         "Idempotent-Replayed: true"),
+        400: INVALID,
+        **WITH_TOKEN,
+        404: _error("key_not_found: this client has recorded nothing under this key"),
+        409: _error("invalid_state: the key names an entry that cannot be reversed (a credit)"),
+        **ALWAYS,
+    },
+}
+
 ACCOUNT = {
     "summary": "The energy left on an account",
     "description": "Needs scope `read` and the account on the client's allow-list.",
@@ -199,6 +276,8 @@ def add_links(result, generator, request, public):
                            "parameters": {"account_id": "$response.body#/account_id"}},
             "TheAccountsConsumptions": {"operationId": "api_energy_accounts_consumptions_retrieve",
                                         "parameters": {"account_id": "$response.body#/account_id"}},
+            "TheReversal": {"operationId": "api_energy_consumptions_reverse_create",
+                            "parameters": {"key": "$response.body#/idempotency_key"}},
         }
         for status in ("200", "201"):
             consume["responses"][status]["links"] = links
