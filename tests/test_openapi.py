@@ -120,7 +120,8 @@ def test_the_key_header_pattern_is_the_servers_rule():
 # --- schemathesis against a real server ------------------------------------------------------------
 
 # A consume with a valid body may still reuse a key for another amount (422); a history's
-# `before` is a cursor that must name one of the account's consumptions (else 400). Both are
+# `before` is a cursor that must name one of the account's consumptions (else 400); a credit
+# may take an account past 2**63 - 1 (400) and a reverse may name a credit (409). All are
 # outcomes the document states, not refusals of valid input.
 CONFIG = """
 hooks = "tests.schemathesis_hooks"
@@ -132,6 +133,14 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-operation-id = "api_energy_accounts_consumptions_retrieve"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "5xx"]
+
+[[operations]]
+include-operation-id = "api_energy_credit_create"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "422", "5xx"]
+
+[[operations]]
+include-operation-id = "api_energy_consumptions_reverse_create"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "5xx"]
 """
 
 
@@ -142,7 +151,7 @@ def server(transactional_db, tmp_path):
     from energy.application.clients import add_client
 
     seed_accounts(count=3, energy=10**12)
-    token = add_client(name="schemathesis", accounts=None).token
+    token = add_client(name="schemathesis", accounts=None, scopes=["consume", "read", "credit"]).token
     server = Server(test_database_url(), tmp_path / "serve.log", workers=1, args=("--no-access-log",))
     try:
         yield server.port, token
