@@ -9,7 +9,8 @@ import typer
 from energyctl.output import EXIT_CODES, exit_help
 from energyctl.torture.config import TortureConfig
 
-TORTURE_HELP = f"""Consume under faults (killed clients and backends, a crashed server, lock timeouts), then audit.
+TORTURE_HELP = f"""Consume, credit and reverse under faults (killed clients and backends, a crashed server, lock
+timeouts), then audit.
 
 {exit_help("ok", "violations", "invalid_request")} 0 means every guarantee held.
 """
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
 def torture(
     seconds: float = typer.Option(TortureConfig.seconds, min=1, help="Length of the load phase."),
-    clients: int = typer.Option(TortureConfig.clients, min=1, max=64, help="Client processes sending consumes."),
+    clients: int = typer.Option(TortureConfig.clients, min=1, max=64, help="Client processes sending requests."),
     accounts: int = typer.Option(TortureConfig.accounts, min=TortureConfig.hot_accounts + 1,
                                  help="Accounts the load is spread over."),
     seed: int = typer.Option(None, help="Seed of the random choices, to repeat a run."),
