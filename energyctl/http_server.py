@@ -223,12 +223,21 @@ def _supervise(sock: socket.socket, processes: int, threads: int, access: bool) 
 
 
 def _fork_worker(sock: socket.socket, threads: int, access: bool, lifeline: tuple[int, int]) -> int:
+    # A TERM that reached a new worker before it set its own handler would run the supervisor's
+    # (inherited) one: the worker would then signal its siblings and keep serving, and the
+    # supervisor would wait for it forever. So TERM and INT stay blocked across the fork until
+    # each side has the handler it needs; one sent meanwhile is delivered then.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         return pid
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends TERM
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         _stop_with_supervisor(lifeline)
         _serve(sock, threads, access)
     except SystemExit:
