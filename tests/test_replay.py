@@ -138,8 +138,8 @@ def test_ctrl_c_exits_130_with_one_line_after_the_summary(accounts, tmp_path, mo
             raise KeyboardInterrupt
         return original(requests, **options)
 
-    original = module.consume_many
-    monkeypatch.setattr(module, "consume_many", stop_on_second_chunk)
+    original = module.apply_many
+    monkeypatch.setattr(module, "apply_many", stop_on_second_chunk)
     path = tmp_path / "requests.jsonl"
     path.write_text("".join(line(1, 1, f"c{i}") + "\n" for i in range(6)))
     result = runner.invoke(app, ["replay", str(path), "--json", "--chunk-size", "3"])
