@@ -396,7 +396,7 @@ def test_the_torture_check_passes_consumes_credits_and_reversals_answered_as_rec
      [_sent("k1", "reverse", _applied(REVERSED), _applied(REVERSED), account=None, amount=None)],
      [CONSUMED, REVERSED], "answered applied 2 times"),
     ([], [_sent("k9", "reverse", {"outcome": "unavailable"}, account=None, amount=None)], [],
-     "no consumption is recorded under it"),
+     "reverse of key k9 was sent, but no"),
     ([_sent("t1", "credit", _applied(CREDITED))], [], [(9, 1, 10, "t1", 110, "consume", None)],
      "recorded as consume"),
     ([_sent("t1", "credit", {"outcome": "account_not_found"})], [], [CREDITED], "refused"),
