@@ -129,7 +129,8 @@ def test_history_of_an_account_without_consumptions_is_empty(cli, ledger):
     result = cli("history", "--account", "2", "--json")
 
     assert result.returncode == 0
-    assert one_json_document(result.stdout) == {"account_id": 2, "energy": 100, "entries": [], "consumptions": []}
+    assert one_json_document(result.stdout) == {"account_id": 2, "energy": 100, "held": 0, "entries": [],
+                                                   "consumptions": []}
 
 
 @pytest.mark.parametrize("args, outcome", [

@@ -3,7 +3,8 @@
 Requests go in chunks, one transaction per chunk:
 1. read the stored records of the chunk's keys (a record, once committed, never changes);
 2. lock the accounts of the requests whose keys are new, in id order, so concurrent chunks
-   and single consumes queue instead of deadlocking; a chunk of replays locks nothing;
+   and single consumes queue instead of deadlocking, and release their expired holds, as
+   every writer does; a chunk of replays locks nothing;
 3. decide every request in order with the one rule (``energy.domain.decision.plan``), each
    seeing what those before it applied, and give each applied one the next position in its
    account's chain (``last_seq + 1``, ``+ 2``, … in that order);
@@ -139,24 +140,32 @@ def _decide_and_apply(client_id: int, chunk: Sequence[ConsumeRequest]) -> list[O
     locked = lock_balances([r.account_id for r in chunk if r.idempotency_key not in stored])
     decisions = plan(chunk, stored=stored, balances={account: row.energy for account, row in locked.items()})
     last_seq = {account: row.last_seq for account, row in locked.items()}
+    held = {account: row.held for account, row in locked.items()}
     applying = []
     for request, decision in zip(chunk, decisions, strict=True):
         if isinstance(decision, Apply):
             last_seq[request.account_id] += 1
             applying.append((request, decision, last_seq[request.account_id]))
-    applied = _apply(client_id, applying)
+    applied = _apply(client_id, applying, held)
     return [_outcome(request, decision, applied) for request, decision in zip(chunk, decisions, strict=True)]
 
 
 def lock_balances(account_ids: list[int]) -> dict[int, statements.Locked]:
-    """Lock the accounts' rows in id order, so two lockers never deadlock; their balances and chain ends by id."""
+    """Lock the accounts' rows in id order, so two lockers never deadlock, and release their expired holds;
+    their balances and chain ends by id."""
     if not account_ids:
         return {}
     rows = statements.fetch(statements.LOCK_ACCOUNTS, {"account_ids": sorted(set(account_ids))}, statements.Locked)
-    return {row.account_id: row for row in rows}
+    locked = {row.account_id: row for row in rows}
+    holding = [account for account, row in locked.items() if row.held > 0]
+    if holding:
+        for now in statements.fetch(statements.RELEASE_EXPIRED, {"account_ids": holding}, statements.Released):
+            locked[now.account_id] = statements.Locked(now.account_id, now.energy, now.held, now.last_seq)
+    return locked
 
 
-def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply, int]]) -> dict[str, Record]:
+def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply, int]],
+           held: dict[int, int]) -> dict[str, Record]:
     """Insert the records at their planned chain positions and deduct the amounts; the new records by key."""
     if not applying:
         return {}
@@ -169,6 +178,8 @@ def _apply(client_id: int, applying: list[tuple[ConsumeRequest, Apply, int]]) ->
         "amounts": [r.amount for r, _, _ in applying],
         "keys": [r.idempotency_key for r, _, _ in applying],
         "balances_after": [d.balance_after for _, d, _ in applying],
+        # A consume leaves held as the lock (and the release) found it.
+        "helds_after": [held[r.account_id] for r, _, _ in applying],
         "seqs": [seq for _, _, seq in applying],
     }, Record)
     if len(records) != len(applying):

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BigIntegerField, F, Value
+from django.db.models import F
 
+from energy.application.locks import int64, lock_account
 from energy.db import statements
 from energy.db.guard import database_guard
 from energy.domain.clients import CLI
@@ -132,17 +133,26 @@ def consume(
 
 
 def _consume_in_one_statement(client_id: int, request: ConsumeRequest) -> ConsumeResult:
-    int8 = statements.int8
-    (row,) = statements.fetch(statements.CONSUME, {
-        "client_id": int8(client_id), "account_id": int8(request.account_id), "amount": int8(request.amount),
-        "key": request.idempotency_key,
-    }, statements.ConsumeRow)
+    row = _run_consume(client_id, request)
+    if not row.applied and row.record() is None and row.held and row.balance < request.amount:
+        # Refused on an account with holds: one may have expired unseen, recorded after the
+        # statement's snapshot was taken (see statements.CONSUME). A fresh statement sees it.
+        row = _run_consume(client_id, request)
     if row.applied:
         return ConsumeResult.applied(row.record())
     # Nothing was written. An earlier record committed while the statement waited for the
     # row lock is missing from the statement's snapshot: then it is looked up afresh.
     earlier = row.record() or earlier_record(client_id, request.idempotency_key)
-    return answer(decide(request, earlier=earlier, balance=row.balance))
+    return answer(decide(request, earlier=earlier, balance=row.balance, held=row.held or 0))
+
+
+def _run_consume(client_id: int, request: ConsumeRequest) -> statements.ConsumeRow:
+    int8 = statements.int8
+    (row,) = statements.fetch(statements.CONSUME, {
+        "client_id": int8(client_id), "account_id": int8(request.account_id), "amount": int8(request.amount),
+        "key": request.idempotency_key,
+    }, statements.ConsumeRow)
+    return row
 
 
 def answer(decision) -> ConsumeResult:
@@ -174,16 +184,12 @@ def _consume_with_orm(client_id: int, request: ConsumeRequest) -> ConsumeResult:
     """The same rule through the plain ORM, for databases without data-modifying CTEs (SQLite)."""
     try:
         with transaction.atomic():
-            locked = (
-                Account.objects.select_for_update()
-                .filter(pk=request.account_id)
-                .values_list("energy", "last_seq")
-                .first()
-            )
-            balance = None if locked is None else locked[0]
-            decision = decide(request, earlier=earlier_record(client_id, request.idempotency_key), balance=balance)
+            locked = lock_account(request.account_id)
+            decision = decide(request, earlier=earlier_record(client_id, request.idempotency_key),
+                              balance=None if locked is None else locked.energy,
+                              held=0 if locked is None else locked.held)
             if isinstance(decision, Apply):
-                return ConsumeResult.applied(_apply(client_id, request, decision, locked[1] + 1))
+                return ConsumeResult.applied(_apply(client_id, request, decision, locked.last_seq + 1))
     except IntegrityError as exc:
         if not is_key_conflict(exc):
             raise
@@ -198,18 +204,13 @@ def _consume_with_orm(client_id: int, request: ConsumeRequest) -> ConsumeResult:
 def _apply(client_id: int, request: ConsumeRequest, decision: Apply, seq: int) -> Record:
     record = Entry.objects.create(
         client_id=client_id, account_id=request.account_id, kind=CONSUME, amount=request.amount,
-        idempotency_key=request.idempotency_key, balance_after=decision.balance_after, seq=seq,
+        idempotency_key=request.idempotency_key, balance_after=decision.balance_after,
+        held_after=decision.held_after, seq=seq,
     )
     Account.objects.filter(pk=request.account_id).update(energy=F("energy") - int64(request.amount),
                                                          last_seq=F("last_seq") + 1)
     return Record(record.id, request.account_id, request.amount, request.idempotency_key,
-                  decision.balance_after, record.created_at, CONSUME)
-
-
-def int64(amount: int) -> Value:
-    """An amount as a BIGINT parameter: a bare int beside F() is sent as a 4-byte integer on
-    PostgreSQL, and one above 2**31 - 1 would wrap around instead of failing."""
-    return Value(amount, output_field=BigIntegerField())
+                  decision.balance_after, record.created_at, CONSUME, decision.held_after)
 
 
 def is_key_conflict(exc: IntegrityError) -> bool:

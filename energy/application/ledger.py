@@ -11,6 +11,10 @@ them. Entries recorded before positions existed (``seq`` NULL) are older than ev
 one; among themselves they are all consumptions, so ascending ``balance_after`` is their order.
 Each part is read from an index of its own, newest first, so a page is an index range whatever
 the account's size or the page's depth.
+
+Holds are shown as they stand now, by the database's clock: an open hold past its expiry is
+"expired" and its energy counts as energy, not held, even before a writer releases it (one
+more probe of the open-holds index, see ``energy.application.accounts``).
 """
 
 from __future__ import annotations
@@ -19,20 +23,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.functions import Now
 
+from energy.application.accounts import balances_now
 from energy.application.consume import APPLIED, ConsumeResult, earlier_record
 from energy.application.entries import EntryResult, result_of
 from energy.db.guard import database_guard
-from energy.domain.decision import CONSUME, Record
+from energy.domain.decision import CAPTURE, CONSUME, Record
 from energy.domain.exceptions import AccountNotFound, InvalidRequest, KeyNotFound
+from energy.domain.holds import EXPIRED, OPEN
 from energy.domain.requests import check_page_limit
 from energy.models import Account, Entry
 
 DEFAULT_HISTORY_LIMIT = 20
-# An entry of the history as stored: its Record's fields, its target's key (a reversal is
-# answered under it) and its client's name.
+# An entry of the history as stored: its Record's fields (a hold's state as it stands now),
+# its target's key (a reversal, a capture or a void is answered under it) and amount (what a
+# capture did not spend of its hold went back), and its client's name.
 _HISTORY_COLUMNS = ("id", "account_id", "amount", "idempotency_key", "balance_after", "created_at", "kind",
-                    "target__idempotency_key", "client__name")
+                    "held_after", "expires_at", "state_now", "target__idempotency_key", "target__amount",
+                    "client__name")
+# A hold past its expiry is expired from that moment, released or not.
+_STATE_NOW = Case(When(state=OPEN, expires_at__lte=Now(), then=Value(EXPIRED)), default=F("state"))
 
 
 @dataclass(frozen=True)
@@ -53,19 +65,21 @@ class History:
     entries: list[HistoryEntry]
     # True when older entries exist past the last one (ask again with before=its id).
     more: bool
+    held: int = 0
 
     def to_dict(self) -> dict:
         """``entries`` holds every kind; ``consumptions``, the key from before there were kinds, the page's consumes."""
         entries = [entry.to_dict() for entry in self.entries]
-        return {"account_id": self.account_id, "energy": self.energy, "entries": entries,
+        return {"account_id": self.account_id, "energy": self.energy, "held": self.held, "entries": entries,
                 "consumptions": [entry for entry in entries if entry["kind"] == CONSUME]}
 
 
 def get_record(*, client_id: int, idempotency_key: str) -> ConsumeResult | EntryResult:
     """The entry recorded under ``idempotency_key`` in ``client_id``'s key space, as it was first answered.
 
-    A key names the consume or credit sent with it; a consumption's reversal, which has no
-    key of its own, is not what its key names.
+    A key names the consume, credit or hold sent with it; a reversal, a capture or a void,
+    which has no key of its own, is not what its key names. A hold answers as it first did
+    ("state": "open").
     """
     with database_guard(), _read_only():
         record = earlier_record(client_id, idempotency_key)
@@ -84,25 +98,27 @@ def account_history(
     """
     check_page_limit(limit)
     with database_guard(), _read_only():
-        energy = Account.objects.filter(pk=account_id).values_list("energy", flat=True).first()
-        if energy is None:
+        balances = balances_now(Account.objects.filter(pk=account_id)).first()
+        if balances is None:
             raise AccountNotFound(account_id)
         rows = _newest_first(account_id, before, client_id, limit + 1)
     entries = [_history_entry(row) for row in rows]
-    return History(account_id, energy, entries[:limit], more=len(entries) > limit)
+    energy, held = balances
+    return History(account_id, energy, entries[:limit], more=len(entries) > limit, held=held)
 
 
 def _history_entry(row: tuple) -> HistoryEntry:
-    *fields, target_key, client = row
+    *fields, target_key, target_amount, client = row
     record = Record(*fields)
     if target_key is not None:
         record = record._replace(idempotency_key=target_key)
-    return HistoryEntry(result_of(APPLIED, record), client)
+    released = target_amount - record.amount if record.kind == CAPTURE else None
+    return HistoryEntry(result_of(APPLIED, record, released=released, state=record.state), client)
 
 
 def _newest_first(account_id: int, before: int | None, client_id: int | None, count: int) -> list[tuple]:
     """Up to ``count`` entries: the numbered ones by descending seq, then the unnumbered by ascending balance_after."""
-    entries = Entry.objects.filter(account_id=account_id)
+    entries = Entry.objects.filter(account_id=account_id).annotate(state_now=_STATE_NOW)
     if client_id is not None:
         entries = entries.filter(client_id=client_id)
     numbered, unnumbered = entries.filter(seq__isnull=False), entries.filter(seq__isnull=True)

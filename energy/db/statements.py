@@ -28,11 +28,12 @@ A = _names(Account)
 E = _names(Entry)
 
 # An entry as a Record: the statements return these columns under these names. (They only
-# read entries found by key: a reversal, which has no key of its own, never comes back here.)
+# read entries found by key: a reversal, a capture or a void, which has no key of its own,
+# never comes back here.)
 RECORD = (
     f"{E.id} AS entry_id, {E.account} AS account_id, {E.amount} AS amount, "
     f"{E.idempotency_key} AS idempotency_key, {E.balance_after} AS balance_after, {E.created_at} AS created_at, "
-    f"{E.kind} AS kind"
+    f"{E.kind} AS kind, {E.held_after} AS held_after, {E.expires_at} AS expires_at, {E.state} AS state"
 )
 
 
@@ -40,6 +41,7 @@ class ConsumeRow(NamedTuple):
     """The one row of ``CONSUME``: the account's balance before, and the record applied or found."""
 
     balance: int | None  # None: no such account
+    held: int | None
     applied: bool
     entry_id: int | None  # None: no record was applied, none was found in the statement's snapshot
     account_id: int | None
@@ -48,9 +50,12 @@ class ConsumeRow(NamedTuple):
     balance_after: int | None
     created_at: object
     kind: str | None  # the earlier entry's kind: a key a credit used is a mismatch for a consume
+    held_after: int | None
+    expires_at: object
+    state: str | None
 
     def record(self) -> Record | None:
-        return None if self.entry_id is None else Record._make(self[2:])
+        return None if self.entry_id is None else Record._make(self[3:])
 
 
 # Lock the account, check the balance, record the request unless its key is known, deduct,
@@ -65,36 +70,58 @@ class ConsumeRow(NamedTuple):
 # CHECK constraints on the row computed from it before it moves on to the newest one, so
 # ``energy - amount`` could fail energy >= 0 for a consume that the newest row affords.
 # Under the lock the two are the same value, so this is still the database's arithmetic.
+#
+# Before deciding, the account's expired holds are released (``expired``), as every writer
+# does: their state becomes 'expired' and their amount moves from held back to energy, in the
+# same UPDATE of the account. Only an account with something held looks (``held > 0``; else
+# the scan's key is NULL and finds nothing), and the database's clock after the lock decides
+# (clock_timestamp(): now() is when the statement began, before it waited). A hold recorded
+# after the statement's snapshot is not seen by that UPDATE: it stays open (held) until the
+# next writer, and a refused consume is tried once more with a fresh snapshot for it.
 CONSUME = f"""
 WITH locked AS (
-    SELECT {A.id}, {A.energy}, {A.last_seq} FROM {A.table} WHERE {A.id} = %(account_id)s FOR UPDATE
+    SELECT {A.id}, {A.energy}, {A.held}, {A.last_seq} FROM {A.table} WHERE {A.id} = %(account_id)s FOR UPDATE
+), expired AS (
+    UPDATE {E.table} SET {E.state} = 'expired'
+    WHERE {E.account} = (SELECT {A.id} FROM locked WHERE {A.held} > 0) AND {E.kind} = 'hold' AND {E.state} = 'open'
+      AND {E.expires_at} <= clock_timestamp()
+    RETURNING {E.amount}
+), fresh AS (
+    SELECT {A.id}, {A.energy} + released AS {A.energy}, {A.held} - released AS {A.held}, {A.last_seq}, released
+    FROM locked, (SELECT COALESCE(SUM({E.amount}), 0) AS released FROM expired) AS expiry
 ), recorded AS (
     INSERT INTO {E.table} ({E.client}, {E.account}, {E.kind}, {E.amount}, {E.idempotency_key}, {E.balance_after},
-                           {E.seq}, {E.created_at})
-    SELECT %(client_id)s, {A.id}, 'consume', %(amount)s, %(key)s, {A.energy} - %(amount)s, {A.last_seq} + 1, now()
-    FROM locked
+                           {E.held_after}, {E.seq}, {E.created_at})
+    SELECT %(client_id)s, {A.id}, 'consume', %(amount)s, %(key)s, {A.energy} - %(amount)s, {A.held},
+           {A.last_seq} + 1, now()
+    FROM fresh
     WHERE {A.energy} >= %(amount)s
     ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
     RETURNING {RECORD}
 ), deducted AS (
-    UPDATE {A.table} SET {A.energy} = locked.{A.energy} - %(amount)s, {A.last_seq} = locked.{A.last_seq} + 1
-    FROM locked
-    WHERE {A.table}.{A.id} = locked.{A.id} AND EXISTS (SELECT FROM recorded)
+    UPDATE {A.table}
+    SET {A.energy} = fresh.{A.energy} - CASE WHEN EXISTS (SELECT FROM recorded) THEN %(amount)s ELSE 0 END,
+        {A.held} = fresh.{A.held},
+        {A.last_seq} = fresh.{A.last_seq} + CASE WHEN EXISTS (SELECT FROM recorded) THEN 1 ELSE 0 END
+    FROM fresh
+    WHERE {A.table}.{A.id} = fresh.{A.id} AND (EXISTS (SELECT FROM recorded) OR fresh.released > 0)
 ), earlier AS (
     SELECT {RECORD} FROM {E.table}
     WHERE {E.client} = %(client_id)s AND {E.idempotency_key} = %(key)s AND NOT EXISTS (SELECT FROM recorded)
 )
-SELECT (SELECT {A.energy} FROM locked) AS balance, EXISTS (SELECT FROM recorded) AS applied, record.*
+SELECT (SELECT {A.energy} FROM fresh) AS balance, (SELECT {A.held} FROM fresh) AS held,
+       EXISTS (SELECT FROM recorded) AS applied, record.*
 FROM (VALUES (1)) AS one_row
 LEFT JOIN (SELECT * FROM recorded UNION ALL SELECT * FROM earlier) AS record ON true
 """  # noqa: S608 - table and column names from the models' _meta
 
 
 class Locked(NamedTuple):
-    """A locked account: its balance, and the position of its newest entry."""
+    """A locked account: its balances, and the position of its newest entry."""
 
     account_id: int
     energy: int
+    held: int
     last_seq: int
 
 
@@ -103,9 +130,41 @@ class Locked(NamedTuple):
 
 # The accounts of a batch, locked in id order so that two lockers never deadlock.
 LOCK_ACCOUNTS = f"""
-SELECT {A.id} AS account_id, {A.energy} AS energy, {A.last_seq} AS last_seq FROM {A.table}
+SELECT {A.id} AS account_id, {A.energy} AS energy, {A.held} AS held, {A.last_seq} AS last_seq FROM {A.table}
 WHERE {A.id} = ANY(%(account_ids)s::bigint[]) ORDER BY {A.id} FOR UPDATE
 """  # noqa: S608 - table and column names from the models' _meta
+
+# The expired holds of locked accounts released: each becomes 'expired' and its amount moves
+# from held back to energy. Run under the accounts' row locks, in a statement of its own, so
+# its snapshot sees every hold committed before the locks were granted. Returns the accounts
+# it changed, as they are now.
+RELEASE_EXPIRED = f"""
+WITH expired AS (
+    UPDATE {E.table} SET {E.state} = 'expired'
+    WHERE {E.account} = ANY(%(account_ids)s::bigint[]) AND {E.kind} = 'hold' AND {E.state} = 'open'
+      AND {E.expires_at} <= clock_timestamp()
+    RETURNING {E.account} AS account_id, {E.amount} AS amount
+), released AS (
+    SELECT account_id, SUM(amount) AS amount, COUNT(*) AS holds FROM expired GROUP BY account_id
+)
+UPDATE {A.table} SET {A.energy} = {A.table}.{A.energy} + released.amount,
+                     {A.held} = {A.table}.{A.held} - released.amount
+FROM released
+WHERE {A.table}.{A.id} = released.account_id
+RETURNING {A.table}.{A.id} AS account_id, {A.table}.{A.energy} AS energy, {A.table}.{A.held} AS held,
+          {A.table}.{A.last_seq} AS last_seq, released.amount AS released, released.holds AS holds
+"""  # noqa: S608 - table and column names from the models' _meta
+
+
+class Released(NamedTuple):
+    """An account whose expired holds were just released: its balances now, and what was released."""
+
+    account_id: int
+    energy: int
+    held: int
+    last_seq: int
+    released: int
+    holds: int
 
 # The stored records of a batch's keys.
 EARLIER_RECORDS = f"""
@@ -117,11 +176,11 @@ SELECT {RECORD} FROM {E.table} WHERE {E.client} = %(client_id)s AND {E.idempoten
 # the chain position it was planned at, so the insertion order does not matter.
 INSERT_RECORDS = f"""
 INSERT INTO {E.table} ({E.client}, {E.account}, {E.kind}, {E.amount}, {E.idempotency_key}, {E.balance_after},
-                       {E.seq}, {E.created_at})
-SELECT %(client_id)s, account_id, 'consume', amount, idempotency_key, balance_after, seq, now()
+                       {E.held_after}, {E.seq}, {E.created_at})
+SELECT %(client_id)s, account_id, 'consume', amount, idempotency_key, balance_after, held_after, seq, now()
 FROM unnest(%(account_ids)s::bigint[], %(amounts)s::bigint[], %(keys)s::text[], %(balances_after)s::bigint[],
-            %(seqs)s::bigint[])
-     WITH ORDINALITY AS planned(account_id, amount, idempotency_key, balance_after, seq, position)
+            %(helds_after)s::bigint[], %(seqs)s::bigint[])
+     WITH ORDINALITY AS planned(account_id, amount, idempotency_key, balance_after, held_after, seq, position)
 ORDER BY position
 ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING
 RETURNING {RECORD}

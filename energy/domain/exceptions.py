@@ -97,20 +97,20 @@ class KeyNotFound(EnergyError):
 
 
 class InvalidState(EnergyError):
-    """The entry a request names is not in a state that allows it (e.g. reversing a credit)."""
+    """The entry a request names is not in a state that allows it (e.g. reversing a credit, capturing a voided hold)."""
 
     outcome = "invalid_state"
 
-    def __init__(self, key: str, kind: str, wanted: str):
-        super().__init__(f"The key {key!r} names a {kind}; only {wanted} can be reversed.")
-        self.key, self.kind = key, kind
+    def __init__(self, key: str, names: str, allowed: str):
+        super().__init__(f"The key {key!r} names {names}; {allowed}.")
+        self.key, self.names = key, names
 
 
 class OutOfRange(InvalidRequest):
-    """The entry would take the account's energy past the signed 64-bit range its column holds."""
+    """The entry would take the account's energy + held past the signed 64-bit range its columns hold."""
 
     def __init__(self, account_id: int, energy: int, amount: int):
-        super().__init__({"amount": f"would take account {account_id}'s energy ({energy}) past the "
+        super().__init__({"amount": f"would take account {account_id}'s energy + held ({energy}) past the "
                                     "largest amount an account can hold (2**63 - 1)"})
         self.account_id, self.energy, self.amount = account_id, energy, amount
 

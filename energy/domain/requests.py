@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from energy.domain.exceptions import InvalidRequest
+from energy.domain.holds import DEFAULT_EXPIRES_IN, check_expires_in
 
 # Ids and amounts live in signed 64-bit columns (BIGINT); anything larger is refused as
 # input instead of overflowing inside the database.
@@ -80,6 +81,90 @@ class ConsumeRequest(AmountRequest):
 @dataclass(frozen=True)
 class CreditRequest(AmountRequest):
     kind: ClassVar[str] = "credit"
+
+
+@dataclass(frozen=True)
+class HoldRequest(AmountRequest):
+    """Move ``amount`` from the account's energy to its held, for ``expires_in`` seconds at most."""
+
+    kind: ClassVar[str] = "hold"
+    expires_in: int = DEFAULT_EXPIRES_IN
+
+    @classmethod
+    def from_json(cls, data: Any, key_header: str | None = None) -> "HoldRequest":
+        """A consume's body plus an optional ``expires_in`` (absent or null: the default)."""
+        problems: dict[str, str] = {}
+        try:
+            request = ConsumeRequest.from_json(data, key_header)
+        except InvalidRequest as exc:
+            request, problems = None, dict(exc.fields)
+        seconds = data.get("expires_in") if isinstance(data, Mapping) else None
+        expires_in = _expires_in(DEFAULT_EXPIRES_IN if seconds is None else seconds, problems)
+        if problems:
+            raise InvalidRequest(problems)
+        return cls(request.account_id, request.amount, request.idempotency_key, expires_in)
+
+    @classmethod
+    def from_text(cls, account_id: str, amount: str, key: str,
+                  expires_in: str | None = None) -> "HoldRequest":
+        """Command-line text; ``expires_in`` None is the default lifetime."""
+        problems: dict[str, str] = {}
+        try:
+            request = ConsumeRequest.from_text(account_id, amount, key)
+        except InvalidRequest as exc:
+            request, problems = None, dict(exc.fields)
+        seconds = DEFAULT_EXPIRES_IN if expires_in is None else _text_int(expires_in, "expires_in", problems)
+        checked = _expires_in(seconds, problems) if "expires_in" not in problems else None
+        if problems:
+            raise InvalidRequest(problems)
+        return cls(request.account_id, request.amount, request.idempotency_key, checked)
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    """Spend ``amount`` (None: all) of the open hold recorded under ``idempotency_key``; the rest goes back."""
+
+    kind: ClassVar[str] = "capture"
+    idempotency_key: str
+    amount: int | None = None
+
+    @classmethod
+    def from_text(cls, key: Any, amount: Any = None) -> "CaptureRequest":
+        """A key and an optional amount from the command line, a URL, a JSON body or a replay line."""
+        problems: dict[str, str] = {}
+        checked = _key(key, None, problems)
+        spend = None
+        if amount is not None:
+            if isinstance(amount, bool) or not isinstance(amount, (int, str)):
+                problems["amount"] = "must be an integer"
+            else:
+                spend = positive_int64(amount, "amount", problems) if isinstance(amount, int) else (
+                    _text_int(amount, "amount", problems))
+        if problems:
+            raise InvalidRequest(problems)
+        return cls(checked, spend)
+
+
+@dataclass(frozen=True)
+class VoidRequest:
+    """Give the open hold recorded under ``idempotency_key`` back to the account's energy."""
+
+    kind: ClassVar[str] = "void"
+    idempotency_key: str
+
+    @classmethod
+    def from_text(cls, key: Any) -> "VoidRequest":
+        return cls(parse_idempotency_key(key))
+
+
+def _expires_in(seconds: Any, problems: dict[str, str]) -> int | None:
+    if seconds is None:
+        return None
+    try:
+        return check_expires_in(seconds)
+    except InvalidRequest as exc:
+        problems.update(exc.fields)
+        return None
 
 
 @dataclass(frozen=True)
