@@ -7,13 +7,14 @@ from typing import Callable, Sequence
 
 from django.db import DatabaseError, connection, connections
 
+from energy.race import hold_race
 from energy.race.errors import DemoFailed, DemoUnsupported
 from energy.race.pool import Pool
 from energy.race.report import DemoReport
 from energy.race.sandbox import DemoSchema
 from energy.race.scenarios import PROTECTED, UNSAFE, Demo, run_scenario, unsafe_tables
 
-SCENARIOS = (PROTECTED, *UNSAFE)
+SCENARIOS = (PROTECTED, *UNSAFE, hold_race.NO_HOLD_LOCK)
 # Each demo process holds one connection; PostgreSQL's default allows 100 in all.
 MAX_WORKERS = 64
 # Keeps 2 x amount far inside a signed 64-bit column.
@@ -98,6 +99,9 @@ def _make_tables(schema: DemoSchema, names: list[str]) -> None:
     for name in names:
         if name == PROTECTED:
             schema.create_real_tables()
+            continue
+        if name == hold_race.NO_HOLD_LOCK:
+            schema.create_hold_tables(name)
             continue
         for prefix, unique_key, balance_check in unsafe_tables(name):
             schema.create_unsafe_tables(prefix, unique_key=unique_key, balance_check=balance_check)

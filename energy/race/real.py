@@ -1,4 +1,4 @@
-"""Programs that run the real consume use case, unchanged, inside a demo process."""
+"""Programs that run the real use cases, unchanged, inside a demo process."""
 
 from __future__ import annotations
 
@@ -46,3 +46,29 @@ def burst(demo, requests: list[tuple[int, int, str]]) -> list[dict]:
                 "balance_after": result.balance_after,
             })
     return outcomes
+
+
+def hold(demo, account_id: int, amount: int, key: str) -> str:
+    """The real hold use case: ``amount`` of the account's energy held under ``key``."""
+    from energy.application.holds import hold as hold_energy
+
+    return hold_energy(account_id=account_id, amount=amount, idempotency_key=key).status
+
+
+def resolve_held_open(demo, key: str, resolution: str) -> str:
+    """The real capture or void (``resolution``) inside a transaction the demo holds open."""
+    from energy.application import holds
+
+    with transaction.atomic():
+        try:
+            result = getattr(holds, resolution)(idempotency_key=key)
+        except EnergyError as exc:
+            demo.say(f"{resolution}() gets the lock, answers {exc.outcome} and writes nothing: {exc.detail}")
+            outcome = exc.outcome
+        else:
+            what = f"spends {result.amount}" if resolution == "capture" else f"gives {result.amount} back"
+            demo.say(f"{resolution}() locks the account, finds hold {key} open, {what} (not committed yet)")
+            outcome = result.status
+        demo.pause()
+    demo.say("commits")
+    return outcome

@@ -1,10 +1,11 @@
-"""The five scenarios: who runs what, in which order, and what each must show."""
+"""The scenarios: who runs what, in which order, and what each must show (the hold ones: ``hold_race``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+from energy.race import hold_race
 from energy.race.audit import DEDUCTIONS_EXCEED_RECORDS, DUPLICATE_KEY, OVERDRAW, RECORDS_EXCEED_DEDUCTIONS, audit
 from energy.race.burst import ACCOUNTS, run_burst
 from energy.race.pool import Pool
@@ -96,7 +97,11 @@ def unsafe_tables(name: str) -> list[tuple[str, bool, bool]]:
 
 
 def run_scenario(name: str, demo: Demo) -> ScenarioResult:
-    return run_protected(demo) if name == PROTECTED else run_unsafe(name, UNSAFE[name], demo)
+    if name == PROTECTED:
+        return run_protected(demo)
+    if name == hold_race.NO_HOLD_LOCK:
+        return hold_race.run_no_hold_lock(demo, ACCOUNT)
+    return run_unsafe(name, UNSAFE[name], demo)
 
 
 def run_unsafe(name: str, spec: Unsafe, demo: Demo) -> ScenarioResult:
@@ -155,7 +160,8 @@ def _again_with_check(name: str, spec: Unsafe, demo: Demo, start: int, result: S
 
 def run_protected(demo: Demo) -> ScenarioResult:
     demo.progress("protected: two processes through the real use case")
-    demo.schema.seed(PROTECTED_TABLES, {ACCOUNT: demo.balance, **{a: demo.balance for a in ACCOUNTS}})
+    demo.schema.seed(PROTECTED_TABLES, {ACCOUNT: demo.balance, hold_race.PROTECTED_ACCOUNT: demo.balance,
+                                        **{a: demo.balance for a in ACCOUNTS}})
     stage = Stage()
     stage.note(_opening(demo.balance, demo.amount, ("order-1", "order-2")))
     for session, worker, key in (("T1", demo.pool[0], "order-1"), ("T2", demo.pool[1], "order-2")):
@@ -167,6 +173,7 @@ def run_protected(demo: Demo) -> ScenarioResult:
         result.anomalies.append("T2 did not wait for T1's row lock")
     if t2.result != "insufficient_energy":
         result.anomalies.append(f"T2 was answered {t2.result}, not insufficient_energy")
+    hold_race.run_protected(demo, result)
     demo.progress(f"protected: a burst of {len(demo.pool)} processes with duplicate keys")
     summary, burst_anomalies = run_burst(demo.pool, demo.schema, demo.balance)
     result.timeline.append(Step("", summary))

@@ -106,6 +106,39 @@ def with_stale_balance(demo, tables: str, account_id: int, amount: int, key: str
     return "applied"
 
 
+def resolve_without_hold_lock(demo, tables: str, key: str, resolution: str) -> str:
+    """Capture or void (``resolution``) the hold under ``key``, its state checked without a lock.
+
+    The real use cases lock the account's row before they read the hold, so a capture and a void
+    of one hold queue and the second sees the first's resolution. Here both read "open".
+    """
+    account, entries = (connection.ops.quote_name(f"{tables}_{kind}") for kind in ("account", "consumption"))
+    done = {"capture": "captured", "void": "voided"}[resolution]
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Entry.objects.get(kind="hold", key=…): no select_for_update(), on the hold or its account.
+        cursor.execute(f"SELECT id, account_id, amount, state FROM {entries} "  # noqa: S608 - quoted table name
+                       "WHERE idempotency_key = %s AND kind = 'hold'", [key])
+        hold_id, account_id, amount, state = cursor.fetchone()
+        demo.say(f"{resolution}: reads hold {key}: {state} (no lock on the hold or its account)")
+        demo.pause()
+        if state != "open":
+            demo.say(f"refuses: the hold is {state}")
+            return "invalid_state"
+        cursor.execute(f"INSERT INTO {entries} (account_id, kind, amount, target_id) "  # noqa: S608 - quoted table name
+                       "VALUES (%s, %s, %s, %s)", [account_id, resolution, amount, hold_id])
+        # A capture spends what was held; a void gives it back to energy.
+        back = amount if resolution == "void" else 0
+        cursor.execute(f"UPDATE {account} SET held = held - %s, energy = energy + %s WHERE id = %s "  # noqa: S608
+                       "RETURNING energy, held", [amount, back, account_id])
+        energy, held = cursor.fetchone()
+        cursor.execute(f"UPDATE {entries} SET state = %s WHERE id = %s", [done, hold_id])  # noqa: S608
+        what = f"spends the {amount} held" if resolution == "capture" else f"gives the {amount} back"
+        demo.say(f"records a {resolution} of {key}, {what}, marks it {done}: energy {energy}, held {held}")
+        demo.pause()
+    demo.say("commits")
+    return "applied"
+
+
 class _Tables:
     """The SQL of one scenario's demo tables: ``<prefix>_account`` and ``<prefix>_consumption``."""
 
