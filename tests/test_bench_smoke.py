@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ["single", "hot", "spread", "storm", "bulk", "http", "http-hot", "replay", "replay-hot"]
+WORKLOADS = ["single", "hot", "spread", "storm", "bulk", "holds", "http", "http-hot", "replay", "replay-hot"]
 REPLAY_LINES = 600
 ROW_KEYS = {"engine", "processes", "ops", "ops_per_s", "p50_ms", "p99_ms", "cpu_us_per_op", "ratio",
             "outcomes", "invariants_ok", "problems", "ok"}
@@ -151,3 +151,61 @@ def test_http_peer_benchmark_prints_each_round_with_every_answer_2xx():
         assert row["ratio"] == round(row["energyctl serve"]["requests_per_s"] / row["peer"]["requests_per_s"], 2)
     assert report["ratios"] == [row["ratio"] for row in report["rounds"]]
     assert report["ok"] is True and isinstance(report["target_met"], bool)
+
+
+def hold_pairs_effect(conn, account_id: int) -> tuple:
+    """What hold-then-capture pairs left on one account: its balances, and its entries in chain order
+    with each capture's hold by position; ids, keys and clock readings aside, since those differ by run."""
+    account = conn.execute("SELECT energy, held, last_seq, opening_energy FROM energy_account WHERE id = %s",
+                           [account_id]).fetchone()
+    entries = conn.execute(
+        """SELECT e.seq, e.kind, e.client_id, e.amount, e.balance_after, e.held_after, e.state, held.seq,
+                  e.idempotency_key IS NULL, e.expires_at - e.created_at
+           FROM energy_consumption e LEFT JOIN energy_consumption held ON held.id = e.target_id
+           WHERE e.account_id = %s ORDER BY e.seq""", [account_id]).fetchall()
+    return account, entries
+
+
+def test_hold_then_capture_script_leaves_what_the_use_cases_leave():
+    """The holds workload's pgbench script is the same work as hold() then capture(): same rows, same balances."""
+    from django.db import connection
+
+    from energy.application.audit import audit_ledger
+    from energy.application.holds import capture, hold
+    from energy.models import Account
+    from energyctl.bench import pgbench, scripts
+    from energyctl.bench.database import Target
+    from tests.support import test_database_name
+
+    pairs = 3
+    for account_id in (1, 2):
+        Account.objects.create(id=account_id, energy=1000, opening_energy=1000)
+    for n in range(1, pairs + 1):
+        hold(account_id=2, amount=scripts.HOLD_AMOUNT, idempotency_key=f"use-case-{n}")
+        capture(idempotency_key=f"use-case-{n}", amount=scripts.CAPTURE_AMOUNT)
+    params = connection.get_connection_params()
+    target = Target(name=test_database_name(),
+                    server={key: params[key] for key in ("host", "port", "user", "password") if params.get(key)})
+    ran = pgbench.run(target, scripts.render(scripts.HOLD_CAPTURE, 1), 1, 0, transactions=pairs)
+    assert (ran["errors"], ran["ops"]) == ([], pairs), ran
+    with target.connect() as conn:
+        by_script, by_use_cases = hold_pairs_effect(conn, 1), hold_pairs_effect(conn, 2)
+    assert by_script == by_use_cases
+    assert by_use_cases[0] == (1000 - pairs * scripts.CAPTURE_AMOUNT, 0, 2 * pairs, 1000), by_use_cases
+    assert audit_ledger().violations == []
+
+
+def test_cli_bench_holds_reports_hold_then_capture_next_to_pgbench_with_the_ledger_audited():
+    energyctl = Path(sys.executable).with_name("energyctl")
+    done, report = run(str(energyctl), "bench", "--only", "holds")
+    assert done.returncode == 0, (done.stderr, report)
+    assert report["ok"] is True
+    [workload] = report["workloads"]
+    assert workload["name"] == "holds" and workload["reference"] == "pgbench hold then capture SQL", workload
+    ours, reference = workload["rows"]
+    assert ours["engine"] == "energyctl hold + capture" and reference["engine"] == workload["reference"], workload
+    for row in (ours, reference):
+        assert set(row) == ROW_KEYS, row
+        assert row["ok"] and row["invariants_ok"] and row["problems"] == [] and row["ops"] > 0, row
+    # Every pair's capture answered applied, and the audit found every pair recorded once.
+    assert ours["outcomes"] == {"applied": ours["ops"]}, ours

@@ -1,4 +1,4 @@
-"""The consume path under load: N spawned OS processes, each with its own connection, for a fixed time."""
+"""The consume path (or hold then capture) under load: N spawned OS processes, each with its own connection."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import multiprocessing
 import time
 from collections import Counter
 
+from energyctl.bench.scripts import CAPTURE_AMOUNT, HOLD_AMOUNT
 from energyctl.bench.workloads import BULK_CHUNK, Workload, requests
 
 # Seconds a worker may take to start Django and connect before the run is called failed.
@@ -55,7 +56,7 @@ def _worker(db_name, workload, process, processes, seconds, barrier, results) ->
     try:
         connection.ensure_connection()
         barrier.wait(timeout=START_TIMEOUT_S)
-        send = _send_bulk if workload.bulk else _send_each
+        send = _send_bulk if workload.bulk else _send_holds if workload.kind == "holds" else _send_each
         report = send(requests(workload, process, processes), seconds)
     except Exception as exc:  # noqa: BLE001 - reported as a failed row, never a silent fast one
         report = {"error": f"{type(exc).__name__}: {exc}", "outcomes": {}, "latencies": [], "elapsed": 0, "cpu": 0}
@@ -76,6 +77,30 @@ def _send_each(stream, seconds: float) -> dict:
         account_id, amount, key = next(stream)
         try:
             outcomes[consume(account_id=account_id, amount=amount, idempotency_key=key).status] += 1
+        except EnergyError as exc:
+            outcomes[exc.outcome] += 1
+        latencies.append(time.perf_counter() - sent)
+    return {"outcomes": dict(outcomes), "latencies": latencies, "elapsed": time.perf_counter() - start,
+            "cpu": time.process_time() - cpu}
+
+
+def _send_holds(stream, seconds: float) -> dict:
+    """Each request a pair: hold HOLD_AMOUNT under a new key, then capture CAPTURE_AMOUNT of it.
+
+    The pair's outcome is the capture's (a refused hold is its own); its latency, both calls.
+    """
+    from energy.application.holds import capture, hold
+    from energy.domain.exceptions import EnergyError
+
+    outcomes: Counter = Counter()
+    latencies = []
+    cpu, start = time.process_time(), time.perf_counter()
+    deadline = start + seconds
+    while (sent := time.perf_counter()) < deadline:
+        account_id, _, key = next(stream)
+        try:
+            hold(account_id=account_id, amount=HOLD_AMOUNT, idempotency_key=key)
+            outcomes[capture(idempotency_key=key, amount=CAPTURE_AMOUNT).status] += 1
         except EnergyError as exc:
             outcomes[exc.outcome] += 1
         latencies.append(time.perf_counter() - sent)

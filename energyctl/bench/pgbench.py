@@ -15,7 +15,9 @@ from energyctl.bench.database import Target
 PROTOCOL = "prepared"
 
 
-def run(target: Target, script: str, clients: int, seconds: int, requests_per_tx: int = 1) -> dict:
+def run(target: Target, script: str, clients: int, seconds: int, requests_per_tx: int = 1,
+        transactions: int | None = None) -> dict:
+    """Run ``script`` on ``clients`` clients for ``seconds`` (or ``transactions`` times each, when given)."""
     from energy.db.embedded.server import binary
 
     with tempfile.TemporaryDirectory(prefix="energyctl-pgbench-") as tmp:
@@ -23,7 +25,7 @@ def run(target: Target, script: str, clients: int, seconds: int, requests_per_tx
         script_file.write_text(script)
         command = [
             str(binary("pgbench")), "-n", "-M", PROTOCOL, "-c", str(clients), "-j", str(clients),
-            "-T", str(seconds), "-D", "n=0", "-f", str(script_file),
+            *(["-t", str(transactions)] if transactions else ["-T", str(seconds)]), "-D", "n=0", "-f", str(script_file),
             "-l", "--log-prefix", str(Path(tmp) / "tx"), "-d", target.name,
         ]
         command += _server_arguments(target.server)

@@ -26,6 +26,7 @@ from energyctl.bench.workloads import REPLAYED_TARGET_RATIO, WORKLOADS, Workload
 
 CONSUME_ENGINE = "energyctl consume"
 BULK_ENGINE = "energyctl consume_many"
+HOLDS_ENGINE = "energyctl hold + capture"
 REPLAY_ENGINE = "energyctl replay FILE (fresh database)"
 REPLAY_AGAIN_ENGINE = "energyctl replay FILE again (all replayed)"
 WORKLOAD_NAMES = ",".join(w.name for w in WORKLOADS)
@@ -108,11 +109,10 @@ def _own_engine(target, workload: Workload, n: int, token: str | None):
 
     def measure(secs):
         measured = clients.run(target.name, workload, n, secs)
-        measured["errors"] = measured["errors"] + database.check_invariants(
-            target, measured["outcomes"].get("applied", 0))
+        measured["errors"] = measured["errors"] + _invariants(target, workload, measured["outcomes"].get("applied", 0))
         return measured
 
-    yield (BULK_ENGINE if workload.bulk else CONSUME_ENGINE), measure
+    yield (HOLDS_ENGINE if workload.kind == "holds" else BULK_ENGINE if workload.bulk else CONSUME_ENGINE), measure
 
 
 @contextmanager
@@ -163,10 +163,33 @@ def _pgbench_engine(target, bench, workload: Workload, n: int):
 
     def measure(secs):
         measured = pgbench.run(target, script, n, secs, bench.requests_per_tx)
-        measured["errors"] = measured["errors"] + database.check_invariants(target)
+        measured["errors"] = measured["errors"] + _invariants(target, workload)
         return measured
 
     return measure
+
+
+def _invariants(target, workload: Workload, applied: int | None = None) -> list[str]:
+    """What a run broke: the consume checks, or for holds the ledger audit and one capture per hold."""
+    if workload.kind != "holds":
+        return database.check_invariants(target, applied)
+    from energy.application.audit import audit_ledger
+
+    # The benchmark's database is Django's connection since database.prepare().
+    violations = audit_ledger().violations
+    problems = [f"audit, account {v.account_id}: {v.problem}" for v in violations[:5]]
+    if len(violations) > 5:
+        problems.append(f"audit: {len(violations) - 5} more violations")
+    with target.connect() as conn:
+        holds, captured, captures = conn.execute(
+            "SELECT count(*) FILTER (WHERE kind = 'hold'),"
+            " count(*) FILTER (WHERE kind = 'hold' AND state = 'captured'),"
+            " count(*) FILTER (WHERE kind = 'capture') FROM energy_consumption").fetchone()
+    if not holds == captured == captures:
+        problems.append(f"{holds} holds, {captured} of them captured, {captures} captures recorded")
+    if applied is not None and captures != applied:
+        problems.append(f"{applied} pairs answered applied but {captures} captures recorded")
+    return problems
 
 
 def _run_replay(target, workload: Workload, seconds: int, lines: int, progress) -> dict:

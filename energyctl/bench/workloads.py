@@ -1,4 +1,4 @@
-"""The five workloads: who sends which requests, and which pgbench scripts they are held against."""
+"""The workloads: who sends which requests, and which pgbench scripts they are held against."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from energyctl.bench import scripts
+from energyctl.bench.scripts import CAPTURE_AMOUNT, HOLD_AMOUNT
 
 SPREAD_ACCOUNTS = 10_000
 # Accounts of the HTTP and end-to-end replay workloads, as a new user would try them.
@@ -34,8 +35,9 @@ class Workload:
     target_ratio: float | None
     pgbench: tuple[PgbenchRun, ...] = field(default_factory=tuple)
     bulk: bool = False
-    # How the project's side runs: "use case" (consume in N processes), "http" (energyctl
-    # serve driven over N connections) or "replay" (energyctl replay FILE as a process).
+    # How the project's side runs: "use case" (consume in N processes), "holds" (hold then
+    # capture in N processes, one pair a request), "http" (energyctl serve driven over N
+    # connections) or "replay" (energyctl replay FILE as a process).
     kind: str = "use case"
 
     def processes(self, requested: int) -> int:
@@ -54,6 +56,9 @@ WORKLOADS = (
              (PgbenchRun("pgbench one-statement CTE, key then replay", scripts.STORM, 2),)),
     Workload("bulk", "consume_many over a request list, 1 process", SPREAD_ACCOUNTS, False, 5.0,
              (CASE_ONE_CLIENT,), bulk=True),
+    Workload("holds", f"N processes, hold {HOLD_AMOUNT} then capture {CAPTURE_AMOUNT}, {SPREAD_ACCOUNTS:,} accounts",
+             SPREAD_ACCOUNTS, True, None, (PgbenchRun("pgbench hold then capture SQL", scripts.HOLD_CAPTURE),),
+             kind="holds"),
     Workload("http", f"HTTP, N connections, {API_ACCOUNTS:,} accounts", API_ACCOUNTS, True, 0.5, (CASE,),
              kind="http"),
     Workload("http-hot", "HTTP, N connections, one hot account", 1, True, 0.5, (CASE,), kind="http"),

@@ -20,7 +20,7 @@ def bench(
     seconds: int = typer.Option(10, "--seconds", min=1, help="Length of each run, in seconds."),
     processes: int = typer.Option(8, "--processes", min=1, help="Processes (and pgbench clients) per run."),
     rounds: int = typer.Option(2, "--rounds", min=1, help="Interleaved slices each engine's time is split into."),
-    only: str = typer.Option("", "--only", help="Comma-separated workloads: single,hot,spread,storm,bulk,"
+    only: str = typer.Option("", "--only", help="Comma-separated workloads: single,hot,spread,storm,bulk,holds,"
                                                 "http,http-hot,replay,replay-hot (http and replay name families)."),
     replay_lines: int = typer.Option(20_000, "--replay-lines", min=1, help="Lines of each end-to-end replay file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of the table."),
