@@ -22,7 +22,9 @@ unavailable is safe to retry with the same key.
 {exit_help("applied", "replayed", "invalid_request", "insufficient_energy", "account_not_found",
            "client_not_found", "idempotency_key_mismatch", "unavailable")}
 """
-BALANCE_HELP = f"""Show the energy left on an account.
+BALANCE_HELP = f"""Show the energy left on an account, and the energy its open holds reserve (held).
+
+A hold that has expired is energy again from that moment, whether or not `holds expire` has run.
 
 {exit_help("ok", "invalid_request", "account_not_found", "unavailable")}
 """
@@ -73,15 +75,16 @@ def run_balance(out: Output, account: str) -> int:
     try:
         account_id = parse_account_id(account)
         prepare()
-        from energy.application.accounts import get_balance
+        from energy.application.accounts import get_account
 
-        energy = get_balance(account_id=account_id)
+        account_now = get_account(account_id=account_id)
     except EnergyError as exc:
         return out.fail(exc)
     if out.as_json:
-        out.document({"account_id": account_id, "energy": energy})
+        out.document(account_now)
     else:
-        out.out.print(f"Account [bold]{account_id}[/] has [bold]{energy}[/] energy.")
+        held = f" ([bold]{account_now['held']}[/] more held)" if account_now["held"] else ""
+        out.out.print(f"Account [bold]{account_id}[/] has [bold]{account_now['energy']}[/] energy{held}.")
     return EXIT_CODES["ok"]
 
 

@@ -15,7 +15,9 @@ SHOW_HELP = f"""Show the consumption recorded under a key, as first answered; se
 
 {exit_help("ok", "invalid_request", "key_not_found", "client_not_found", "unavailable")}
 """
-HISTORY_HELP = f"""Show an account's balance and its consumptions, newest first, with the client of each.
+HISTORY_HELP = f"""Show an account's balance and its entries of every kind, newest first, with the client of each.
+
+A hold shows its state and when it expires; a capture what it released.
 
 {exit_help("ok", "invalid_request", "account_not_found", "unavailable")}
 """
@@ -95,18 +97,41 @@ def run_audit(out: Output) -> int:
 
 
 def _history_table(out: Output, found) -> None:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"Account {found.account_id}: {found.energy} energy", title_justify="left")
-    for column in ("consumption", "recorded at", "client", "key", "amount", "balance after"):
-        table.add_column(column, justify="right" if column in ("amount", "balance after") else "left")
-    for entry in found.entries:
-        r = entry.result
-        table.add_row(str(r.entry_id), r.created_at.isoformat(timespec="seconds"), escape(entry.client),
-                      escape(r.idempotency_key), str(r.amount), str(r.balance_after))
-    out.out.print(table if found.entries else f"{table.title}; no consumptions.")
+    body = found.to_dict()
+    held = f", {body['held']} held" if "held" in body else ""
+    table = Table(title=f"Account {found.account_id}: {found.energy} energy{held}", title_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0))
+    # The hold columns only when a hold, capture or void is on the page: a page of consumptions stays narrow.
+    holds = any("held_after" in entry for entry in body["entries"])
+    numbers = ("amount", "energy after", *(("held after",) if holds else ()))
+    # Widths that keep a date, a client, a key and "released N" whole on an 80-column terminal.
+    least = {"recorded at": 10, "client": 8, "key": 8, "hold": 11}
+    for column in ("entry", "kind", "recorded at", "client", "key", *numbers, *(("hold",) if holds else ())):
+        table.add_column(column, justify="right" if column in numbers else "left", min_width=least.get(column),
+                         no_wrap=column in ("entry", "kind"), overflow="fold")
+    for entry in body["entries"]:
+        # A space, not ISO's T, so that a narrow terminal wraps the time under the date.
+        row = [str(entry["entry_id"] if "entry_id" in entry else entry["consumption_id"]), entry["kind"],
+               entry["created_at"][:19].replace("T", " "), escape(entry["client"]), escape(entry["idempotency_key"]),
+               str(entry["amount"]), str(entry["balance_after"])]
+        if holds:
+            row += [str(entry.get("held_after", "")), _hold_fields(entry)]
+        table.add_row(*row)
+    out.out.print(table if found.entries else f"{table.title}; no entries.")
     if found.more:
         out.note(f"(newest {len(found.entries)} shown; more with --limit)")
+
+
+def _hold_fields(entry: dict) -> str:
+    """What a hold's line adds: its state (its expiry is in --json); a capture's, what it released."""
+    if "state" in entry:
+        return entry["state"]
+    if "released" in entry:
+        return f"released {entry['released']}"
+    return ""
 
 
 def _audit_summary(out: Output, report) -> None:
