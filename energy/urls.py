@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularJSONAPIView
 
 from energy.http import openapi
 from energy.http.entry_views import CreditView, ReverseView
+from energy.http.hold_views import CaptureView, HoldView, VoidView
 from energy.http.ledger_views import AccountConsumptionsView, ConsumptionView
 from energy.http.views import AccountView, ConsumeView, HealthView
 
@@ -33,6 +34,9 @@ urlpatterns = [
     # record's pattern, which would otherwise take "K/reverse" for a key.
     path("api/energy/consumptions/<anytext:key>/reverse/", ReverseView.as_view(), name="reverse"),
     path("api/energy/consumptions/<anytext:key>/", ConsumptionView.as_view(), name="consumption"),
+    path("api/energy/holds/", HoldView.as_view(), name="holds"),
+    path("api/energy/holds/<anytext:key>/capture/", CaptureView.as_view(), name="capture"),
+    path("api/energy/holds/<anytext:key>/void/", VoidView.as_view(), name="void"),
     path("healthz", HealthView.as_view(), name="healthz"),
     # application/json first: also what a refusal of this view (405, 406) is sent as.
     path("api/schema/", SpectacularJSONAPIView.as_view(

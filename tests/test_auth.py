@@ -102,7 +102,7 @@ def test_an_account_outside_the_allow_list_is_403_whether_or_not_it_exists(shop,
 def test_a_read_only_client_reads_but_cannot_consume(meter):
     before = ledger()
     refused(post(meter, BODY), 403, "forbidden")
-    assert get(meter, "/api/energy/accounts/3/").json() == {"account_id": 3, "energy": 100}
+    assert get(meter, "/api/energy/accounts/3/").json() == {"account_id": 3, "energy": 100, "held": 0}
     assert ledger() == before
 
 

@@ -204,7 +204,7 @@ def test_wrong_method_is_405(client, account, method):
 def test_balance_endpoint(client, account):
     response = client.get("/api/energy/accounts/1/")
     assert response.status_code == 200
-    assert response.json() == {"account_id": 1, "energy": 100}
+    assert response.json() == {"account_id": 1, "energy": 100, "held": 0}
 
 
 def test_balance_of_missing_account_is_404(client, account):

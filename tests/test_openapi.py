@@ -121,7 +121,9 @@ def test_the_key_header_pattern_is_the_servers_rule():
 
 # A consume with a valid body may still reuse a key for another amount (422); a history's
 # `before` is a cursor that must name one of the account's consumptions (else 400); a credit
-# may take an account past 2**63 - 1 (400) and a reverse may name a credit (409). All are
+# may take an account past 2**63 - 1 (400) and a reverse may name a credit (409); a hold may reuse
+# a key (422) or want more than there is (409), and a capture may ask more than its hold (400), or
+# meet a hold already resolved or expired (409) or captured with another amount (422). All are
 # outcomes the document states, not refusals of valid input.
 CONFIG = """
 hooks = "tests.schemathesis_hooks"
@@ -140,6 +142,18 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 
 [[operations]]
 include-operation-id = "api_energy_consumptions_reverse_create"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "5xx"]
+
+[[operations]]
+include-operation-id = "api_energy_holds_create"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "5xx"]
+
+[[operations]]
+include-operation-id = "api_energy_holds_capture_create"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "5xx"]
+
+[[operations]]
+include-operation-id = "api_energy_holds_void_create"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "5xx"]
 """
 

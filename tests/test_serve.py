@@ -128,7 +128,7 @@ def test_serve_answers_consume_and_balance_on_kept_connections(cluster):
                                      " AND pid <> pg_backend_pid()").fetchone()[0]
     assert (first[0], first[1]["status"]) == (201, "applied")
     assert (again[0], again[1]["status"], again[2].get("Idempotent-Replayed")) == (200, "replayed", "true")
-    assert balance[:2] == (200, {"account_id": 1, "energy": 970})
+    assert balance[:2] == (200, {"account_id": 1, "energy": 970, "held": 0})
     # Connections were kept after the requests ended (one per thread that served one).
     assert backends >= 1
     assert exit_codes == [0]  # SIGTERM is a clean stop
@@ -154,7 +154,7 @@ def test_stalled_connections_do_not_delay_a_normal_request(cluster):
                 sock.close()
         assert server.poll() is None
     assert (status, body["status"]) == (201, "applied")
-    assert balance[:2] == (200, {"account_id": 1, "energy": 999})
+    assert balance[:2] == (200, {"account_id": 1, "energy": 999, "held": 0})
 
 
 def test_a_database_restart_costs_at_most_unavailable_answers_then_every_request_succeeds(cluster):

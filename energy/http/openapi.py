@@ -9,6 +9,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from energy.domain.holds import DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN
 from energy.domain.requests import MAX_INT64, MAX_KEY_LENGTH, MAX_PAGE_LIMIT
 from energy.http.errors import HTTP_STATUS
 
@@ -63,6 +64,34 @@ class EntryResult(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class HoldBody(ConsumeBody):
+    amount = serializers.IntegerField(min_value=1, max_value=MAX_INT64, help_text="Energy to reserve.")
+    expires_in = serializers.IntegerField(
+        min_value=1, max_value=MAX_EXPIRES_IN, required=False, allow_null=True,
+        help_text=f"Whole seconds the hold lives, 1 to {MAX_EXPIRES_IN} (7 days); absent or null: "
+                  f"{DEFAULT_EXPIRES_IN}. The database's clock decides when it has passed.")
+
+
+class CaptureBody(serializers.Serializer):
+    amount = serializers.IntegerField(min_value=1, max_value=MAX_INT64, required=False, allow_null=True,
+                                      help_text="Energy to spend, at most the hold's; absent or null: all of it.")
+
+
+class HoldResult(EntryResult):
+    kind = serializers.ChoiceField(choices=["hold"])
+    state = serializers.ChoiceField(choices=["open"], help_text="The hold's state when it was recorded.")
+    expires_at = serializers.DateTimeField()
+    held_after = serializers.IntegerField(help_text="The account's held energy after this entry.")
+
+
+class ResolutionResult(EntryResult):
+    kind = serializers.ChoiceField(choices=["capture", "void"])
+    idempotency_key = serializers.CharField(help_text="The hold's key.")
+    held_after = serializers.IntegerField(help_text="The account's held energy after this entry.")
+    released = serializers.IntegerField(required=False,
+                                        help_text="A capture's: what went back to energy (the hold less amount).")
+
+
 class ReversalResult(EntryResult):
     kind = serializers.ChoiceField(choices=["reversal"])
     reverses = serializers.CharField(help_text="The key of the consumption given back.")
@@ -86,7 +115,8 @@ class StoredRecord(ConsumeResult):
 
 class Balance(serializers.Serializer):
     account_id = serializers.IntegerField()
-    energy = serializers.IntegerField()
+    energy = serializers.IntegerField(help_text="Spendable now; an expired hold's energy counts here.")
+    held = serializers.IntegerField(help_text="Reserved by open holds that have not expired.")
 
 
 class Health(serializers.Serializer):
@@ -219,8 +249,76 @@ REVERSE = {
     },
 }
 
+HOLD = {
+    "summary": "Reserve energy on an account, exactly once per idempotency key of this client",
+    "description": "Needs scope `consume` and the account on the client's allow-list. Answers in this order: "
+                   "401 (token), 400 (input), 403 (scope, allow-list), then the outcome. Moves `amount` from "
+                   "the account's energy to held until it is captured, voided or expires. The key comes in the "
+                   "body or in the Idempotency-Key header (one of them is required; both: they must agree).",
+    "request": HoldBody,
+    "parameters": [KEY_HEADER_PARAMETER, REPLAYED_HEADER, RETRY_AFTER, WWW_AUTHENTICATE],
+    "responses": {
+        201: OpenApiResponse(HoldResult, description="applied: the hold is open"),
+        200: OpenApiResponse(HoldResult, description="replayed: the original result, with "
+                                                     "Idempotent-Replayed: true"),
+        400: INVALID,
+        **WITH_TOKEN,
+        404: _error("account_not_found"),
+        409: _error("insufficient_energy: nothing recorded; a retry is evaluated afresh"),
+        413: _error("invalid_request: the body is larger than 64 KiB"),
+        415: _error("invalid_request: the body must be application/json"),
+        422: _error("idempotency_key_mismatch: this client used the key for another kind, account or amount"),
+        **ALWAYS,
+    },
+    "examples": [OpenApiExample("hold", {"account_id": 1, "amount": 40, "idempotency_key": "cart-17",
+                                         "expires_in": 600}, request_only=True)],
+}
+
+HOLD_KEY = OpenApiParameter("key", KEY_SCHEMA, OpenApiParameter.PATH, required=True,
+                            description="The hold's idempotency key, URL-encoded (a `/` as `%2F`).",
+                            examples=[OpenApiExample("the hold of the example above", value="cart-17")])
+
+CAPTURE = {
+    "summary": "Spend all or part of one of this client's open holds; the rest goes back to energy",
+    "description": "Needs scope `consume`; the hold's account must be on the client's allow-list. The first "
+                   "call records a capture (201), the same capture again replays it (200). Another client's key "
+                   "is a 404, like a key nobody sent.",
+    "request": CaptureBody,
+    "parameters": [HOLD_KEY, REPLAYED_HEADER, RETRY_AFTER, WWW_AUTHENTICATE],
+    "responses": {
+        201: OpenApiResponse(ResolutionResult, description="applied: the capture recorded"),
+        200: OpenApiResponse(ResolutionResult, description="replayed: the original capture, with "
+                                                           "Idempotent-Replayed: true"),
+        400: _error("invalid_request: the input breaks a rule, or the amount is above the hold's"),
+        **WITH_TOKEN,
+        404: _error("key_not_found: this client has recorded nothing under this key"),
+        409: _error("invalid_state: the hold was voided or has expired, or the key names no hold"),
+        415: _error("invalid_request: the body must be application/json"),
+        422: _error("idempotency_key_mismatch: the hold was captured with another amount"),
+        **ALWAYS,
+    },
+}
+
+VOID = {
+    "summary": "Give one of this client's open holds back to energy",
+    "description": "Needs scope `consume`; the hold's account must be on the client's allow-list. The first "
+                   "call records a void (201), later ones replay it (200). Another client's key is a 404.",
+    "request": None,
+    "parameters": [HOLD_KEY, REPLAYED_HEADER, RETRY_AFTER, WWW_AUTHENTICATE],
+    "responses": {
+        201: OpenApiResponse(ResolutionResult, description="applied: the void recorded"),
+        200: OpenApiResponse(ResolutionResult, description="replayed: the original void, with "
+                                                           "Idempotent-Replayed: true"),
+        400: INVALID,
+        **WITH_TOKEN,
+        404: _error("key_not_found: this client has recorded nothing under this key"),
+        409: _error("invalid_state: the hold was captured or has expired, or the key names no hold"),
+        **ALWAYS,
+    },
+}
+
 ACCOUNT = {
-    "summary": "The energy left on an account",
+    "summary": "The energy left on an account, and the energy its open holds reserve",
     "description": "Needs scope `read` and the account on the client's allow-list.",
     "parameters": [ACCOUNT_ID, RETRY_AFTER, WWW_AUTHENTICATE],
     "responses": {200: Balance, 400: INVALID, **WITH_TOKEN, 404: _error("account_not_found"), **ALWAYS},
@@ -281,6 +379,18 @@ def add_links(result, generator, request, public):
         }
         for status in ("200", "201"):
             consume["responses"][status]["links"] = links
+    hold = result["paths"].get("/api/energy/holds/", {}).get("post")
+    if hold:
+        links = {
+            "TheCapture": {"operationId": "api_energy_holds_capture_create",
+                           "parameters": {"key": "$response.body#/idempotency_key"}},
+            "TheVoid": {"operationId": "api_energy_holds_void_create",
+                        "parameters": {"key": "$response.body#/idempotency_key"}},
+            "TheAccount": {"operationId": "api_energy_accounts_retrieve",
+                           "parameters": {"account_id": "$response.body#/account_id"}},
+        }
+        for status in ("200", "201"):
+            hold["responses"][status]["links"] = links
     return result
 
 

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from energy.application.accounts import get_balance
+from energy.application.accounts import get_account
 from energy.application.consume import REPLAYED, consume
 from energy.application.health import check_database
 from energy.domain.clients import CONSUME, HTTP, READ
@@ -68,8 +68,7 @@ class AccountView(ClientView):
 
     @extend_schema(**openapi.ACCOUNT)
     def get(self, request, account_id: str):
-        account = self.subject.account_id
-        return Response({"account_id": account, "energy": get_balance(account_id=account)})
+        return Response(get_account(account_id=self.subject.account_id))
 
 
 class HealthView(APIView):
