@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from energy.application.accounts import seed_accounts
-from energy.application.audit import audit_ledger
+from energy.application.audit import audit_ledger, problems
 from energy.application.consume import consume
 
 
@@ -282,11 +282,11 @@ KIND_DAMAGE = {
         "UPDATE energy_consumption SET amount = 11, balance_after = balance_after + 1 WHERE kind = 'reversal'",
         "UPDATE energy_consumption SET balance_after = balance_after + 1 WHERE idempotency_key = 'late1-0'",
         "UPDATE energy_account SET energy = energy + 1 WHERE id = 1",
-    ], 1, "1 reversals do not give back exactly a consumption of this account"),
+    ], 1, "1 reversals do not give back exactly a consumption or a capture of this account"),
     "reversal of a credit": ([
         "UPDATE energy_consumption SET target_id = (SELECT id FROM energy_consumption WHERE idempotency_key = 'gift-1')"
         " WHERE kind = 'reversal'",
-    ], 1, "1 reversals do not give back exactly a consumption of this account"),
+    ], 1, "1 reversals do not give back exactly a consumption or a capture of this account"),
     "consumption reversed twice": ([
         "DROP INDEX energy_entry_one_reversal_per_target",
         "INSERT INTO energy_consumption (client_id, account_id, kind, amount, target_id, balance_after, seq,"
@@ -338,3 +338,132 @@ def test_entries_from_before_positions_come_first_in_the_chain():
 
     assert report.clean, report.violations
     assert (report.consumptions, report.entries) == (3, 4)
+
+
+def ledger_with_holds():
+    """Account 1 (100): a hold captured in part (30, 20 spent), a hold voided (10), a hold left open (15), a
+    capture reversed (hold 5, all spent); account 2 (100): one open hold of 40 and a consume of 10."""
+    from energy.application.entries import reverse
+    from energy.application.holds import capture, hold, void
+
+    seed_accounts(count=2, energy=100)
+    hold(account_id=1, amount=30, idempotency_key="captured")
+    capture(idempotency_key="captured", amount=20)
+    hold(account_id=1, amount=10, idempotency_key="voided")
+    void(idempotency_key="voided")
+    hold(account_id=1, amount=15, idempotency_key="open")
+    hold(account_id=1, amount=5, idempotency_key="reversed")
+    capture(idempotency_key="reversed")
+    reverse(idempotency_key="reversed")
+    hold(account_id=2, amount=40, idempotency_key="other")
+    spend(2, 10)
+
+
+# Damage to a ledger with holds: (statements, damaged account, a phrase it must report).
+HOLD_DAMAGE = {
+    "held changed behind the ledger's back": (["UPDATE energy_account SET held = held + 5 WHERE id = 2"], 2,
+                                              "held is 45, but the account's open holds add up to 40"),
+    "energy moved to held without a hold": (["UPDATE energy_account SET energy = energy - 5, held = held + 5"
+                                             " WHERE id = 2"], 2, "held is 45, but the account's open holds add up"),
+    "captured amount rewritten": ([
+        "UPDATE energy_consumption SET amount = 25 WHERE"
+        " kind = 'capture' AND target_id = (SELECT id FROM energy_consumption WHERE idempotency_key = 'captured')",
+    ], 1, "energy + held is 65 + 15 = 80, but opening energy 100 + reversed 5 - consumed 0 - captured 30 = 75"),
+    "capture above its hold": ([
+        "UPDATE energy_consumption SET amount = 31, balance_after = balance_after - 11 WHERE"
+        " kind = 'capture' AND target_id = (SELECT id FROM energy_consumption WHERE idempotency_key = 'captured')",
+        "UPDATE energy_consumption SET balance_after = balance_after - 11 WHERE seq > 2 AND account_id = 1",
+        "UPDATE energy_account SET energy = energy - 11 WHERE id = 1",
+    ], 1, "1 captures or voids do not resolve a hold of this account as recorded"),
+    "void of less than its hold": ([
+        "UPDATE energy_consumption SET amount = 9 WHERE kind = 'void'",
+    ], 1, "1 captures or voids do not resolve a hold of this account as recorded"),
+    "open hold marked captured": ([
+        "UPDATE energy_consumption SET state = 'captured' WHERE idempotency_key = 'open'",
+    ], 1, "1 holds are marked captured or voided with no capture or void recorded"),
+    "voided hold reopened": ([
+        "UPDATE energy_consumption SET state = 'open' WHERE idempotency_key = 'voided'",
+    ], 1, "do not resolve a hold of this account as recorded"),
+    "hold resolved twice": ([
+        "DROP INDEX energy_entry_one_resolution_per_hold",
+        "INSERT INTO energy_consumption (client_id, account_id, kind, amount, target_id, balance_after, held_after,"
+        " seq, created_at) SELECT client_id, account_id, 'void', 10, target_id, balance_after + 10, held_after, 9,"
+        " now() FROM energy_consumption WHERE kind = 'void'",
+        "UPDATE energy_account SET last_seq = 9 WHERE id = 1",
+    ], 1, "2 captures or voids resolve a hold resolved more than once"),
+    "capture of a consume": ([
+        "UPDATE energy_consumption SET target_id = (SELECT id FROM energy_consumption WHERE account_id = 2"
+        " AND kind = 'consume') WHERE kind = 'capture'"
+        " AND target_id = (SELECT id FROM energy_consumption WHERE idempotency_key = 'captured')",
+    ], 1, "do not resolve a hold of this account as recorded"),
+    "reversal of a capture that gives back more": ([
+        "UPDATE energy_consumption SET amount = 6, balance_after = balance_after + 1 WHERE kind = 'reversal'",
+        "UPDATE energy_account SET energy = energy + 1 WHERE id = 1",
+    ], 1, "1 reversals do not give back exactly a consumption or a capture of this account"),
+    "hold's held_after rewritten": ([
+        "UPDATE energy_consumption SET held_after = held_after + 3 WHERE idempotency_key = 'open'",
+    ], 1, "do not continue the one before"),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("damage", HOLD_DAMAGE, ids=list(HOLD_DAMAGE))
+def test_the_audit_checks_holds_and_their_resolutions_and_names_the_damaged_account(damage):
+    statements, account, phrase = HOLD_DAMAGE[damage]
+    ledger_with_holds()
+    clean = audit_ledger()
+    assert clean.clean, clean.violations
+    sql("SET CONSTRAINTS ALL IMMEDIATE")
+    for statement in statements:
+        sql(statement)
+
+    found = problems_by_account(audit_ledger())
+
+    assert set(found) == {account}, found
+    assert any(phrase in problem for problem in found[account]), found
+
+
+@pytest.mark.django_db
+def test_an_expired_hold_not_yet_released_is_still_held_in_the_stored_rows_and_clean():
+    from energy.application.holds import expire_holds, hold
+
+    seed_accounts(count=1, energy=100)
+    hold(account_id=1, amount=30, idempotency_key="h")
+    sql("UPDATE energy_consumption SET expires_at = statement_timestamp() WHERE idempotency_key = 'h'")
+    assert audit_ledger().clean
+
+    expire_holds()
+
+    report = audit_ledger()
+    assert report.clean, report.violations
+
+
+def audit_row(**changes) -> dict:
+    """One account's audit row that breaks nothing: 100 opening, a consume of 10, a hold of 20 open."""
+    row = {"missing": False, "records": 2, "energy": 70, "held": 20, "opening_energy": 100, "net": -10,
+           "consumed": 10, "credited": 0, "reversed": 0, "captured": 0, "open_holds": 20, "unknown_kinds": 0,
+           "chain_start": 100, "chain_end": 90, "first_id": 1, "broken_links": 0, "first_broken": None,
+           "numbered": 2, "highest_seq": 2, "last_seq": 2, "bad_reversals": 0, "first_bad_reversal": None,
+           "repeated_reversals": 0, "bad_resolutions": 0, "first_bad_resolution": None, "repeated_resolutions": 0,
+           "unresolved_holds": 0, "first_unresolved": None, "duplicate_keys": 0, "example_key": None}
+    return {**row, **changes}
+
+
+@pytest.mark.parametrize("changes, phrase", [
+    ({"held": 25, "chain_end": 95, "net": -5}, "held is 25, but the account's open holds add up to 20"),
+    ({"held": -1, "open_holds": -1, "energy": 91, "chain_end": 90}, "held is negative: -1"),
+    ({"energy": 75}, "energy + held is 75 + 20 = 95, but opening energy 100 - consumed 10 = 90"),
+    ({"captured": 5, "net": -15, "energy": 65, "chain_end": 85},
+     None),
+    ({"chain_end": 70}, "the chain ends at a total of 70, but energy + held is 90"),
+    ({"bad_resolutions": 1, "first_bad_resolution": 4}, "do not resolve a hold of this account as recorded"),
+    ({"repeated_resolutions": 2}, "2 captures or voids resolve a hold resolved more than once"),
+    ({"unresolved_holds": 1, "first_unresolved": 3}, "1 holds are marked captured or voided"),
+])
+def test_problems_names_each_broken_hold_invariant_of_an_audit_row(changes, phrase):
+    assert problems(audit_row()) == []
+    found = problems(audit_row(**changes))
+    if phrase is None:
+        assert found == [], found
+    else:
+        assert any(phrase in problem for problem in found), found

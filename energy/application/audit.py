@@ -1,15 +1,23 @@
 """The ledger audit: every invariant of the contract, checked over the whole database in one statement.
 
 This is the one definition of "the ledger is consistent": ``energyctl audit`` and the torture
-run both use it. Per account:
-- ``energy = opening_energy + credits + reversals - consumptions``, and ``energy >= 0``;
-- the chain: its entries, in the order they were applied, continue one another (each
-  ``balance_after`` = the one before, moved by its amount: down for a consume, up for a credit
-  or a reversal), starting from the opening energy and ending at today's balance;
+run both use it. Per account, with ``total`` = energy + held (what the account owns):
+- ``total = opening_energy + credits + reversals - consumptions - captures``, ``energy >= 0``
+  and ``held >= 0``;
+- ``held`` = the sum of its holds still open (an expired hold not yet released by a writer is
+  still open, and still held, in the stored rows: the audit checks what is stored);
+- the chain: its entries, in the order they were applied, continue one another (each entry's
+  total after, ``balance_after + held_after``, = the one before moved by its amount: down for a
+  consume or a capture, up for a credit or a reversal, not at all for a hold or a void, which
+  move energy to held and back; releasing an expired hold changes no total either), starting
+  from the opening energy and ending at today's total;
 - the chain's positions are 1, 2, … ``last_seq`` with none missing;
-- each reversal gives back exactly its target's amount, its target is a consumption of the
-  same account, and no consumption is reversed twice (a UNIQUE index forbids it; checked
-  anyway, since the audit is for when something went wrong);
+- each reversal gives back exactly its target's amount, its target is a consumption or a
+  capture of the same account, and nothing is reversed twice (a UNIQUE index forbids it;
+  checked anyway, since the audit is for when something went wrong);
+- each capture or void resolves a hold of the same account, at most one per hold (likewise),
+  a capture at most the hold's amount, a void all of it, and the hold's state says so; no
+  hold says captured or voided without one;
 - no key is recorded twice for one client (likewise).
 
 The order of the chain is each entry's position (``seq``). Entries recorded before positions
@@ -30,7 +38,8 @@ from dataclasses import dataclass
 from django.db import connection
 
 from energy.db.guard import database_guard
-from energy.domain.decision import CONSUME, CREDIT, REVERSAL, REVERSIBLE, SIGN
+from energy.domain.decision import CAPTURE, CONSUME, CREDIT, HOLD, REVERSAL, REVERSIBLE, SIGN, VOID
+from energy.domain.holds import CAPTURED, OPEN, VOIDED
 from energy.models import Account, Entry
 
 # How each kind moves the balance, as SQL; an unknown kind moves it by NULL and is counted.
@@ -39,8 +48,8 @@ _REVERSIBLE = ", ".join(f"'{kind}'" for kind in REVERSIBLE)
 
 _AUDIT_TEMPLATE = """
 WITH chain AS (
-    SELECT account_id, id, kind, amount, balance_after, seq, {change} AS change,
-           LAG(balance_after) OVER w AS previous_after,
+    SELECT account_id, id, kind, amount, state, balance_after + held_after AS balance_after, seq, {change} AS change,
+           LAG(balance_after + held_after) OVER w AS previous_after,
            CASE WHEN LEAD(id) OVER w IS NULL THEN 1 ELSE 0 END AS is_last
     FROM {entry}
     WINDOW w AS (PARTITION BY account_id ORDER BY seq NULLS FIRST, balance_after DESC, id DESC)
@@ -50,6 +59,8 @@ WITH chain AS (
            SUM(CASE WHEN kind = '{consume}' THEN amount ELSE 0 END) AS consumed,
            SUM(CASE WHEN kind = '{credit}' THEN amount ELSE 0 END) AS credited,
            SUM(CASE WHEN kind = '{reversal}' THEN amount ELSE 0 END) AS reversed,
+           SUM(CASE WHEN kind = '{capture}' THEN amount ELSE 0 END) AS captured,
+           SUM(CASE WHEN kind = '{hold}' AND state = '{open}' THEN amount ELSE 0 END) AS open_holds,
            SUM(CASE WHEN kind = '{consume}' THEN 1 ELSE 0 END) AS consumptions,
            SUM(change) AS net,
            SUM(CASE WHEN change IS NULL THEN 1 ELSE 0 END) AS unknown_kinds,
@@ -74,6 +85,26 @@ WITH chain AS (
            SUM(CASE WHEN of_target > 1 THEN 1 ELSE 0 END) AS repeated_reversals
     FROM reversals
     GROUP BY account_id
+), resolutions AS (
+    SELECT r.account_id, r.id,
+           CASE WHEN t.id IS NULL OR t.kind <> '{hold}' OR t.account_id <> r.account_id
+                     OR (r.kind = '{capture}' AND (r.amount > t.amount OR COALESCE(t.state, '') <> '{captured}'))
+                     OR (r.kind = '{void}' AND (r.amount <> t.amount OR COALESCE(t.state, '') <> '{voided}'))
+                THEN 1 ELSE 0 END AS bad,
+           COUNT(*) OVER (PARTITION BY r.target_id) AS of_target
+    FROM {entry} r LEFT JOIN {entry} t ON t.id = r.target_id
+    WHERE r.kind IN ('{capture}', '{void}')
+), resolution_checks AS (
+    SELECT account_id, SUM(bad) AS bad_resolutions, MIN(CASE WHEN bad = 1 THEN id END) AS first_bad_resolution,
+           SUM(CASE WHEN of_target > 1 THEN 1 ELSE 0 END) AS repeated_resolutions
+    FROM resolutions
+    GROUP BY account_id
+), unresolved AS (
+    SELECT h.account_id, COUNT(*) AS unresolved_holds, MIN(h.id) AS first_unresolved
+    FROM {entry} h
+    WHERE h.kind = '{hold}' AND h.state IN ('{captured}', '{voided}')
+      AND NOT EXISTS (SELECT 1 FROM {entry} r WHERE r.target_id = h.id AND r.kind IN ('{capture}', '{void}'))
+    GROUP BY h.account_id
 ), repeated AS (
     SELECT idempotency_key, MIN(account_id) AS low, MAX(account_id) AS high
     FROM {entry}
@@ -87,19 +118,25 @@ WITH chain AS (
           UNION SELECT high, idempotency_key FROM repeated) involved
     GROUP BY account_id
 ), checked AS (
-    SELECT COALESCE(a.id, l.account_id) AS account_id, a.id IS NULL AS missing, a.energy, a.opening_energy,
+    SELECT COALESCE(a.id, l.account_id) AS account_id, a.id IS NULL AS missing, a.energy, a.held, a.opening_energy,
            a.last_seq, COALESCE(l.records, 0) AS records, COALESCE(l.consumptions, 0) AS consumptions,
            COALESCE(l.consumed, 0) AS consumed, COALESCE(l.credited, 0) AS credited,
-           COALESCE(l.reversed, 0) AS reversed, COALESCE(l.net, 0) AS net,
+           COALESCE(l.reversed, 0) AS reversed, COALESCE(l.captured, 0) AS captured,
+           COALESCE(l.open_holds, 0) AS open_holds, COALESCE(l.net, 0) AS net,
            COALESCE(l.unknown_kinds, 0) AS unknown_kinds, l.chain_start, l.chain_end, l.first_id,
            COALESCE(l.broken_links, 0) AS broken_links, l.first_broken,
            COALESCE(l.numbered, 0) AS numbered, COALESCE(l.highest_seq, 0) AS highest_seq,
            COALESCE(r.bad_reversals, 0) AS bad_reversals, r.first_bad_reversal,
            COALESCE(r.repeated_reversals, 0) AS repeated_reversals,
+           COALESCE(h.bad_resolutions, 0) AS bad_resolutions, h.first_bad_resolution,
+           COALESCE(h.repeated_resolutions, 0) AS repeated_resolutions,
+           COALESCE(u.unresolved_holds, 0) AS unresolved_holds, u.first_unresolved,
            COALESCE(d.keys, 0) AS duplicate_keys, d.example_key
     FROM {account} a
     FULL OUTER JOIN links l ON l.account_id = a.id
     LEFT JOIN reversal_checks r ON r.account_id = COALESCE(a.id, l.account_id)
+    LEFT JOIN resolution_checks h ON h.account_id = COALESCE(a.id, l.account_id)
+    LEFT JOIN unresolved u ON u.account_id = COALESCE(a.id, l.account_id)
     LEFT JOIN duplicates d ON d.account_id = COALESCE(a.id, l.account_id)
 ), totals AS (
     SELECT SUM(CASE WHEN missing THEN 0 ELSE 1 END) AS total_accounts, SUM(consumptions) AS total_consumptions,
@@ -111,14 +148,19 @@ FROM totals t
 LEFT JOIN (
     SELECT * FROM checked
     WHERE missing
-       OR energy <> opening_energy + net
+       OR energy + held <> opening_energy + net
        OR energy < 0
+       OR held < 0
+       OR held <> open_holds
        OR unknown_kinds > 0
-       OR (records > 0 AND (chain_start <> opening_energy OR chain_end <> energy))
+       OR (records > 0 AND (chain_start <> opening_energy OR chain_end <> energy + held))
        OR broken_links > 0
        OR numbered <> last_seq OR highest_seq <> last_seq
        OR bad_reversals > 0
        OR repeated_reversals > 0
+       OR bad_resolutions > 0
+       OR repeated_resolutions > 0
+       OR unresolved_holds > 0
        OR duplicate_keys > 0
 ) v ON 1 = 1
 ORDER BY v.account_id
@@ -179,7 +221,9 @@ def audit_sql(schema: str | None = None) -> str:
         return f"{connection.ops.quote_name(schema)}.{name}" if schema else name
 
     return _AUDIT_TEMPLATE.format(account=table(Account), entry=table(Entry), change=_CHANGE,
-                                  reversible=_REVERSIBLE, consume=CONSUME, credit=CREDIT, reversal=REVERSAL)
+                                  reversible=_REVERSIBLE, consume=CONSUME, credit=CREDIT, reversal=REVERSAL,
+                                  hold=HOLD, capture=CAPTURE, void=VOID, open=OPEN, captured=CAPTURED,
+                                  voided=VOIDED)
 
 
 def problems(row: dict) -> list[str]:
@@ -187,11 +231,17 @@ def problems(row: dict) -> list[str]:
     if row["missing"]:
         return [f"{row['records']} entries are recorded for an account that does not exist"]
     found = []
-    energy, opening = row["energy"], row["opening_energy"]
-    if energy != opening + row["net"]:
-        found.append(f"energy is {energy}, but {_sum_sentence(row)}")
+    energy, held, opening = row["energy"], row["held"], row["opening_energy"]
+    total = energy + held
+    if total != opening + row["net"]:
+        owned = f"energy is {energy}" if not held else f"energy + held is {energy} + {held} = {total}"
+        found.append(f"{owned}, but {_sum_sentence(row)}")
     if energy < 0:
         found.append(f"energy is negative: {energy}")
+    if held < 0:
+        found.append(f"held is negative: {held}")
+    if held != row["open_holds"]:
+        found.append(f"held is {held}, but the account's open holds add up to {row['open_holds']}")
     if row["unknown_kinds"]:
         found.append(f"{row['unknown_kinds']} entries are of no known kind")
     if row["records"] and row["chain_start"] != opening:
@@ -199,18 +249,28 @@ def problems(row: dict) -> list[str]:
                      f"continues from {row['chain_start']}")
     if row["broken_links"]:
         found.append(f"{row['broken_links']} entries do not continue the one before "
-                     f"(balance_after is not the previous balance_after moved by the amount), "
+                     f"(energy + held after each is not the one before moved by its amount), "
                      f"first: {row['first_broken']}")
-    if row["records"] and row["chain_end"] != energy:
-        found.append(f"the chain ends at balance_after {row['chain_end']}, but energy is {energy}")
+    if row["records"] and row["chain_end"] != total:
+        found.append(f"the chain ends at balance_after {row['chain_end']}, but energy is {energy}" if not held else
+                     f"the chain ends at a total of {row['chain_end']}, but energy + held is {total}")
     if row["numbered"] != row["last_seq"] or row["highest_seq"] != row["last_seq"]:
         found.append(f"the chain's positions are not 1 to {row['last_seq']} (last_seq): {row['numbered']} "
                      f"numbered entries, the highest at {row['highest_seq']}")
     if row["bad_reversals"]:
-        found.append(f"{row['bad_reversals']} reversals do not give back exactly a consumption of this account, "
-                     f"first: {row['first_bad_reversal']}")
+        found.append(f"{row['bad_reversals']} reversals do not give back exactly a consumption or a capture of "
+                     f"this account, first: {row['first_bad_reversal']}")
     if row["repeated_reversals"]:
         found.append(f"{row['repeated_reversals']} reversals reverse an entry reversed more than once")
+    if row["bad_resolutions"]:
+        found.append(f"{row['bad_resolutions']} captures or voids do not resolve a hold of this account as "
+                     f"recorded (a capture at most the hold's amount, a void all of it, the hold's state "
+                     f"saying which), first: {row['first_bad_resolution']}")
+    if row["repeated_resolutions"]:
+        found.append(f"{row['repeated_resolutions']} captures or voids resolve a hold resolved more than once")
+    if row["unresolved_holds"]:
+        found.append(f"{row['unresolved_holds']} holds are marked captured or voided with no capture or void "
+                     f"recorded, first: {row['first_unresolved']}")
     if row["duplicate_keys"]:
         found.append(f"{row['duplicate_keys']} keys are recorded more than once for one client, "
                      f"e.g. {row['example_key']!r}")
@@ -222,4 +282,6 @@ def _sum_sentence(row: dict) -> str:
     parts = [f"opening energy {row['opening_energy']}"]
     parts += [f"{sign} {name} {row[name]}" for sign, name in (("+", "credited"), ("+", "reversed")) if row[name]]
     parts.append(f"- consumed {row['consumed']}")
+    if row["captured"]:
+        parts.append(f"- captured {row['captured']}")
     return " ".join(parts) + f" = {row['opening_energy'] + row['net']}"
