@@ -1,12 +1,21 @@
 """The one decision rule, pure: no database, no Django."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from energy.domain.decision import Apply, Pending, Record, Refuse, Replay, decide, plan
-from energy.domain.requests import MAX_INT64, ConsumeRequest, CreditRequest, ReverseRequest
+from energy.domain.requests import (
+    MAX_INT64,
+    CaptureRequest,
+    ConsumeRequest,
+    CreditRequest,
+    HoldRequest,
+    ReverseRequest,
+    VoidRequest,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -131,3 +140,146 @@ def test_a_plan_of_consumes_sees_a_credit_stored_under_its_key_as_a_mismatch():
     decisions = plan([ConsumeRequest(1, 5, "c"), ConsumeRequest(1, 5, "n")],
                      stored={"c": entry("credit", 1, 5, "c")}, balances={1: 10})
     assert outcome(decisions[0]) == "idempotency_key_mismatch" and decisions[1] == Apply(5)
+
+
+# --- Holds: the same rule, with held beside energy ------------------------------------------------
+
+def a_hold(amount=30, key="h", state="open", lifetime=900, account_id=1):
+    return Record(9, account_id, amount, key, 70, NOW, "hold", amount, NOW + timedelta(seconds=lifetime), state)
+
+
+def resolution(kind, amount, key="h"):
+    return Record(10, 1, amount, key, 0, NOW, kind)
+
+
+def test_a_hold_moves_energy_to_held_and_is_refused_like_a_consume_when_there_is_too_little():
+    assert decide(HoldRequest(1, 30, "h"), earlier=None, balance=100, held=5) == Apply(70, 35)
+    refused = decide(HoldRequest(1, 31, "h"), earlier=None, balance=30, held=70)
+    assert outcome(refused) == "insufficient_energy" and refused.error.balance == 30
+    assert outcome(decide(HoldRequest(9, 1, "h"), earlier=None, balance=None)) == "account_not_found"
+
+
+def test_a_hold_replays_only_the_same_account_amount_and_lifetime():
+    earlier = a_hold(lifetime=600)
+    assert decide(HoldRequest(1, 30, "h", 600), earlier=earlier, balance=0) == Replay(earlier)
+    for other in (HoldRequest(1, 30, "h", 900), HoldRequest(1, 31, "h", 600), HoldRequest(2, 30, "h", 600),
+                  ConsumeRequest(1, 30, "h"), CreditRequest(1, 30, "h")):
+        assert outcome(decide(other, earlier=earlier, balance=100)) == "idempotency_key_mismatch", other
+    assert outcome(decide(HoldRequest(1, 30, "c"), earlier=entry("consume", 1, 30, "c"),
+                          balance=100)) == "idempotency_key_mismatch"
+
+
+def test_a_capture_spends_part_of_the_hold_and_returns_the_rest():
+    assert decide(CaptureRequest("h", 20), earlier=a_hold(), balance=70, held=30) == Apply(80, 0)
+    assert decide(CaptureRequest("h"), earlier=a_hold(), balance=70, held=45) == Apply(70, 15)
+
+
+def test_a_void_returns_the_whole_hold():
+    assert decide(VoidRequest("h"), earlier=a_hold(), balance=70, held=30) == Apply(100, 0)
+
+
+@pytest.mark.parametrize("request_, resolved, expected", [
+    (CaptureRequest("h", 20), "capture:20", "Replay"),
+    (CaptureRequest("h"), "capture:30", "Replay"),
+    (CaptureRequest("h", 30), "capture:30", "Replay"),
+    (CaptureRequest("h", 10), "capture:20", "idempotency_key_mismatch"),
+    (CaptureRequest("h"), "capture:20", "idempotency_key_mismatch"),
+    (CaptureRequest("h", 20), "void:30", "invalid_state"),
+    (VoidRequest("h"), "void:30", "Replay"),
+    (VoidRequest("h"), "capture:20", "invalid_state"),
+])
+def test_a_resolved_hold_replays_the_same_resolution_and_refuses_any_other(request_, resolved, expected):
+    kind, amount = resolved.split(":")
+    state = "captured" if kind == "capture" else "voided"
+    done = resolution(kind, int(amount))
+    # Whatever the balances are now: a replay answers the original.
+    decision = decide(request_, earlier=a_hold(state=state), balance=0, held=0, resolution=done)
+    assert outcome(decision) == expected
+    if expected == "Replay":
+        assert decision == Replay(done)
+
+
+@pytest.mark.parametrize("request_", [CaptureRequest("h"), CaptureRequest("h", 1), VoidRequest("h")])
+def test_an_expired_hold_can_be_neither_captured_nor_voided(request_):
+    refused = decide(request_, earlier=a_hold(state="expired"), balance=100, held=0)
+    assert outcome(refused) == "invalid_state" and "expired hold" in refused.error.detail
+
+
+@pytest.mark.parametrize("request_", [CaptureRequest("k"), VoidRequest("k")])
+def test_capture_and_void_of_nothing_are_not_found_and_of_anything_but_a_hold_an_invalid_state(request_):
+    assert outcome(decide(request_, earlier=None, balance=None)) == "key_not_found"
+    for kind in ("consume", "credit"):
+        assert outcome(decide(request_, earlier=entry(kind, 1, 5, "k"), balance=5)) == "invalid_state"
+
+
+def test_a_capture_above_the_hold_is_invalid_whatever_became_of_the_hold():
+    for state, done in (("open", None), ("voided", resolution("void", 30)), ("captured", resolution("capture", 30))):
+        refused = decide(CaptureRequest("h", 31), earlier=a_hold(state=state), balance=70, held=30, resolution=done)
+        assert outcome(refused) == "invalid_request" and "amount" in refused.error.fields
+
+
+def test_a_reverse_of_a_holds_key_gives_back_its_capture_and_nothing_else():
+    captured = resolution("capture", 20)
+    assert decide(ReverseRequest("h"), earlier=a_hold(state="captured"), balance=80, held=0,
+                  resolution=captured) == Apply(100, 0)
+    reversal = entry("reversal", 1, 20, "h", balance_after=100)
+    assert decide(ReverseRequest("h"), earlier=captured, balance=0, reversal=reversal) == Replay(reversal)
+    for state, done in (("open", None), ("expired", None), ("voided", resolution("void", 30))):
+        refused = decide(ReverseRequest("h"), earlier=a_hold(state=state), balance=70, held=30, resolution=done)
+        assert outcome(refused) == "invalid_state" and f"{state} hold" in refused.error.detail
+
+
+def test_a_credit_or_reversal_counts_what_is_held_against_the_largest_int64():
+    assert decide(CreditRequest(1, 5, "k"), earlier=None, balance=MAX_INT64 - 15, held=10) == Apply(MAX_INT64 - 10, 10)
+    refused = decide(CreditRequest(1, 6, "k"), earlier=None, balance=MAX_INT64 - 15, held=10)
+    assert outcome(refused) == "invalid_request"
+    refused = decide(ReverseRequest("k"), earlier=entry("consume", 1, 30, "k"), balance=MAX_INT64 - 40, held=20)
+    assert outcome(refused) == "invalid_request"
+
+
+def a_request(kind, amount, key):
+    """Keys of holds are shared by hold, capture and void; consumes and credits get keys of their own."""
+    if kind == "hold":
+        return HoldRequest(1, amount, key)
+    if kind == "capture":
+        return CaptureRequest(key, amount)
+    if kind == "void":
+        return VoidRequest(key)
+    return (ConsumeRequest if kind == "consume" else CreditRequest)(1, amount, f"{kind}-{key}-{amount}")
+
+
+@settings(max_examples=300)
+@given(ops=st.lists(st.tuples(st.sampled_from(["hold", "capture", "void", "expire", "consume", "credit"]),
+                              st.integers(1, 40), st.sampled_from("abcd")), max_size=40))
+def test_the_rule_keeps_energy_and_held_whole_over_any_sequence(ops):
+    """Carried out as the use cases do, every sequence keeps energy >= 0, held = the open holds, and
+    energy + held = opening + credits - consumptions - captures."""
+    energy, held, opening, credits, spent = 100, 0, 100, 0, 0
+    holds: dict[str, Record] = {}
+    resolutions: dict[str, Record] = {}
+    for kind, amount, key in ops:
+        if kind == "expire":
+            hold = holds.get(key)
+            if hold is not None and hold.state == "open":
+                holds[key] = hold._replace(state="expired")
+                energy, held = energy + hold.amount, held - hold.amount
+            continue
+        request = a_request(kind, amount, key)
+        earlier = holds.get(key) if kind in ("hold", "capture", "void") else None
+        decision = decide(request, earlier=earlier, balance=energy, held=held, resolution=resolutions.get(key))
+        if not isinstance(decision, Apply):
+            continue
+        if kind == "hold":
+            holds[key] = a_hold(amount, key)._replace(state="open")
+        elif kind in ("capture", "void"):
+            spend = amount if kind == "capture" else 0
+            resolutions[key] = resolution(kind, spend or holds[key].amount, key)
+            holds[key] = holds[key]._replace(state="captured" if kind == "capture" else "voided")
+            spent += spend
+        elif kind == "consume":
+            spent += amount
+        else:
+            credits += amount
+        energy, held = decision.balance_after, decision.held_after
+        assert energy >= 0 and held == sum(h.amount for h in holds.values() if h.state == "open")
+        assert energy + held == opening + credits - spent
