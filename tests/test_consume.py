@@ -263,3 +263,43 @@ def test_the_orm_path_deducts_amounts_beyond_32_bits_exactly():
 
     assert _consume_with_orm(1, ConsumeRequest(1, 2**33 + 5, "wide")).balance_after == 2**40 - 2**33 - 5
     assert balance() == 2**40 - 2**33 - 5
+
+
+@pytest.mark.parametrize("path", ["statement", "orm"])
+def test_both_paths_release_an_expired_hold_before_they_decide(account, path):
+    """The statement's release (one more CTE) and the ORM's (energy.application.locks) write the same rows."""
+    from energy.application.consume import _consume_with_orm
+    from energy.application.holds import hold
+    from energy.domain.requests import ConsumeRequest
+
+    hold(account_id=1, amount=30, idempotency_key="expired")
+    hold(account_id=1, amount=20, idempotency_key="open", expires_in=3600)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE energy_consumption SET expires_at = statement_timestamp()"
+                       " WHERE idempotency_key = 'expired'")
+
+    if path == "statement":
+        result = consume(account_id=1, amount=80, idempotency_key="spend")
+    else:
+        result = _consume_with_orm(1, ConsumeRequest(1, 80, "spend"))
+
+    assert result.balance_after == 0
+    assert tuple(Account.objects.filter(pk=1).values_list("energy", "held").get()) == (0, 20)
+    assert dict(Entry.objects.filter(kind="hold").values_list("idempotency_key", "state")) == {
+        "expired": "expired", "open": "open"}
+    assert Entry.objects.get(idempotency_key="spend").held_after == 20
+
+
+def test_a_refused_consume_on_an_account_with_holds_still_writes_the_release_down(account):
+    from energy.application.holds import hold
+
+    hold(account_id=1, amount=30, idempotency_key="expired")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE energy_consumption SET expires_at = statement_timestamp()")
+
+    with pytest.raises(InsufficientEnergy) as caught:
+        consume(account_id=1, amount=101, idempotency_key="too-much")
+
+    assert caught.value.balance == 100
+    assert tuple(Account.objects.filter(pk=1).values_list("energy", "held").get()) == (100, 0)
+    assert Entry.objects.get(idempotency_key="expired").state == "expired"
