@@ -391,3 +391,76 @@ def test_hold_capture_and_void_through_the_installed_script(ledger):
     assert late.returncode == 7 and "invalid_state" in late.stderr and "Traceback" not in late.stderr, late
     assert expired.json == {"released": 0, "energy": 0, "accounts": 0}, expired
     assert balance(2) == {"account_id": 2, "energy": 80, "held": 0}
+
+
+# the torture run's check of holds
+
+def _history(keys=(), resolutions=()):
+    from energyctl.torture.history import History
+
+    return History(keys={k.key: k for k in keys}, requests=0, crashes=[], conflicting_sends=[], kills_in_flight=0,
+                   resolutions={r.key: r for r in resolutions})
+
+
+def _sent(key, kind, *answers, account=None, amount=None):
+    from energyctl.torture.history import KeyHistory
+
+    return KeyHistory(key, account, amount, sends=len(answers), answers=list(answers), kind=kind)
+
+
+# Entry rows as the torture run reads them: id, account, amount, key, balance_after, kind, target key, state.
+HELD = (7, 1, 40, "h1", 60, "hold", None, "captured")
+CAPTURED = (8, 1, 25, None, 75, "capture", "h1", None)
+
+
+def _applied(record, outcome="applied"):
+    return {"outcome": outcome, "entry_id": record[0], "amount": record[2], "balance_after": record[4]}
+
+
+def test_the_torture_check_passes_holds_and_captures_answered_as_recorded():
+    from energyctl.torture.check import violations
+
+    expired = (9, 1, 40, "h2", 60, "hold", None, "expired")
+    history = _history(keys=[_sent("h1", "hold", _applied(HELD), account=1, amount=40),
+                             _sent("h2", "hold", _applied(expired), account=1, amount=40)],
+                       resolutions=[_sent("h1", "capture", _applied(CAPTURED, "answer_dropped"),
+                                          _applied(CAPTURED, "replayed"), amount=25),
+                                    _sent("h2", "void", {"outcome": "invalid_state"})])
+
+    assert violations(history, [HELD, CAPTURED, expired]) == []
+
+
+@pytest.mark.parametrize("resolutions, records, expected", [
+    ([], [HELD, CAPTURED], "no client ever asked to capture or void it"),
+    ([_sent("h1", "void", _applied(CAPTURED))], [HELD, CAPTURED], "is recorded as capture"),
+    ([_sent("h1", "capture", _applied(CAPTURED), amount=30)], [HELD, CAPTURED], "is recorded as capture of 25"),
+    ([_sent("h1", "capture", {"outcome": "invalid_state"}, amount=25)], [HELD[:7] + ("open",)],
+     "was answered invalid_state"),
+    ([_sent("h1", "capture", _applied(CAPTURED), amount=25)], [HELD[:7] + ("voided",), CAPTURED],
+     "is voided, yet its resolution makes it captured"),
+    ([_sent("h1", "capture", _applied(CAPTURED), amount=25)], [HELD[:7] + ("open",)],
+     "answered applied but is not recorded"),
+    ([_sent("h9", "void", {"outcome": "unavailable"})], [], "no hold is recorded under it"),
+], ids=["phantom-resolution", "void-recorded-as-capture", "other-amount", "refused-while-open", "wrong-state",
+        "capture-not-recorded", "void-of-nothing"])
+def test_the_torture_check_catches_each_violation_of_holds(resolutions, records, expected):
+    from energyctl.torture.check import violations
+
+    keys = [_sent("h1", "hold", _applied(HELD), account=1, amount=40)] if any(r[3] == "h1" for r in records) else []
+    found = violations(_history(keys, resolutions), records)
+
+    assert any(expected in violation for violation in found), found
+
+
+@pytest.mark.slow
+def test_a_torture_run_holds_captures_voids_and_lets_holds_expire_and_every_guarantee_holds():
+    from energyctl.torture import TortureConfig, run_torture
+
+    report = run_torture(TortureConfig(seconds=6, clients=3, accounts=20, fault_interval=0.5, drain_seconds=10,
+                                       short_hold_share=0.6))
+
+    figures = report.to_dict()
+    assert report.violations == [], figures
+    assert all(report.requests_by_kind.get(kind, 0) >= 1 for kind in ("hold", "capture", "void")), figures
+    assert report.hold_states.get("captured", 0) >= 1 and report.hold_states.get("expired", 0) >= 1, figures
+    assert report.unanswered_keys == 0, figures

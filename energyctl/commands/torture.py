@@ -9,8 +9,8 @@ import typer
 from energyctl.output import EXIT_CODES, exit_help
 from energyctl.torture.config import TortureConfig
 
-TORTURE_HELP = f"""Consume, credit and reverse under faults (killed clients and backends, a crashed server, lock
-timeouts), then audit.
+TORTURE_HELP = f"""Consume, credit, reverse, hold, capture and void (letting some holds expire) under faults
+(killed clients and backends, a crashed server, lock timeouts), then audit.
 
 {exit_help("ok", "violations", "invalid_request")} 0 means every guarantee held.
 """

@@ -71,15 +71,20 @@ class TortureDatabase:
         return waited
 
     def snapshot(self) -> tuple[dict[int, int], list[tuple]]:
-        """Every balance, and every entry as (id, account, amount, key, balance_after, kind, target key).
+        """Every balance, and every entry as (id, account, amount, key, balance_after, kind, target key, state).
 
-        A reversal has no key of its own: its target key is the key of the consumption it gives back.
+        A reversal, a capture and a void have no key of their own: the target key is the key they
+        are answered under, the consumption's or the hold's (a capture's reversal: its hold's).
+        ``state`` is a hold's as every read sees it: an open hold past its expiry is expired, released or not.
         """
         with self.connect() as conn:
             balances = dict(conn.execute("SELECT id, energy FROM energy_account").fetchall())
             records = conn.execute(
-                "SELECT e.id, e.account_id, e.amount, e.idempotency_key, e.balance_after, e.kind, t.idempotency_key "
-                "FROM energy_consumption e LEFT JOIN energy_consumption t ON t.id = e.target_id ORDER BY e.id"
+                "SELECT e.id, e.account_id, e.amount, e.idempotency_key, e.balance_after, e.kind, "
+                "COALESCE(t.idempotency_key, tt.idempotency_key), "
+                "CASE WHEN e.state = 'open' AND e.expires_at <= now() THEN 'expired' ELSE e.state END "
+                "FROM energy_consumption e LEFT JOIN energy_consumption t ON t.id = e.target_id "
+                "LEFT JOIN energy_consumption tt ON tt.id = t.target_id ORDER BY e.id"
             ).fetchall()
         return balances, records
 

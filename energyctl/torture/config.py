@@ -24,6 +24,14 @@ class TortureConfig:
     # own applied consumptions; the rest consume. Credits also keep the hot accounts going.
     credit_share: float = 0.1
     reverse_share: float = 0.08
+    # Shares of new requests that hold energy, and that capture or void one of the client's
+    # own open holds. Some holds live a second or two (short_hold_share), so that holds
+    # expire during the run, some of them while a capture or void of them is on its way.
+    hold_share: float = 0.12
+    resolve_share: float = 0.12
+    short_hold_share: float = 0.3
+    # Now and then a client runs `holds expire`, as cron would, beside everyone's writes.
+    expire_share: float = 0.01
     # Some applied answers are thrown away by the client, as if the response had been lost on
     # the network after the commit; the client then retries the same key. Counted, not drawn:
     # each client process drops its first applied answer and every this-many-th after it.

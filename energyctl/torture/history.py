@@ -20,9 +20,13 @@ ANSWER_DROPPED = "answer_dropped"
 # Outcomes after which a client stops retrying a key.
 FINAL_OUTCOMES = ("applied", "replayed", "insufficient_energy", "account_not_found", "idempotency_key_mismatch",
                   "invalid_request", "key_not_found", "invalid_state")
-# Kinds of request a client sends. A reverse is sent with the key of the consumption it gives
-# back, so its history is kept apart from that consumption's (``History.reversals``).
-CONSUME, CREDIT, REVERSE = "consume", "credit", "reverse"
+# Kinds of request a client sends. A reverse is sent with the key of the consumption (or the
+# captured hold) it gives back, a capture or a void with its hold's key, so their histories are
+# kept apart from that key's own (``History.reversals``, ``History.resolutions``).
+CONSUME, CREDIT, REVERSE, HOLD, CAPTURE, VOID = "consume", "credit", "reverse", "hold", "capture", "void"
+RESOLVE = (CAPTURE, VOID)
+# A client's call of ``holds expire``: not a keyed request, logged with what it released.
+EXPIRE = "expire"
 
 
 class EventLog:
@@ -50,25 +54,28 @@ def read_events(path: Path) -> list[dict]:
     return events
 
 
-def unfinished_request(events: list[dict]) -> tuple[str, int | None, int | None, str] | None:
-    """The request (kind, account, amount, key) this client sent last if it never got a final answer."""
+def unfinished_request(events: list[dict]) -> tuple[str, int | None, int | None, str, int | None] | None:
+    """The request (kind, account, amount, key, expires_in) this client sent last if it never got a final answer."""
     for event in reversed(events):
         if event["ev"] == ANSWER and event["outcome"] in FINAL_OUTCOMES:
             return None
         if event["ev"] == SEND:
-            return event.get("kind", CONSUME), event["account"], event["amount"], event["key"]
+            return (event.get("kind", CONSUME), event["account"], event["amount"], event["key"],
+                    event.get("expires_in"))
     return None
 
 
 @dataclass
 class KeyHistory:
     key: str
-    # None for a reverse: it names only the consumption's key.
+    # None for a reverse or a void: each names only a key; a capture's amount is None for "all".
     account: int | None
     amount: int | None
     sends: int = 0
     answers: list[dict] = field(default_factory=list)
     kind: str = CONSUME
+    # A hold's lifetime in seconds; None for every other kind.
+    expires_in: int | None = None
 
     @property
     def final(self) -> list[dict]:
@@ -84,11 +91,20 @@ class History:
     kills_in_flight: int
     # Reverses sent, by the key of the consumption each gives back.
     reversals: dict[str, KeyHistory] = field(default_factory=dict)
+    # Captures and voids sent, by their hold's key (a client resolves each of its holds one way).
+    resolutions: dict[str, KeyHistory] = field(default_factory=dict)
+    # What each ``holds expire`` a client ran released: {"released", "energy", "accounts"}.
+    expiries: list[dict] = field(default_factory=list)
 
 
 def load_history(paths: list[Path]) -> History:
     keys: dict[str, KeyHistory] = {}
     reversals: dict[str, KeyHistory] = {}
+    resolutions: dict[str, KeyHistory] = {}
+    expiries: list[dict] = []
+
+    def kept_for(kind: str) -> dict[str, KeyHistory]:
+        return reversals if kind == REVERSE else resolutions if kind in RESOLVE else keys
     requests = kills_in_flight = 0
     crashes: list[str] = []
     conflicting: list[str] = []
@@ -104,14 +120,17 @@ def load_history(paths: list[Path]) -> History:
                 requests += 1
                 in_flight = True
                 kind = event.get("kind", CONSUME)
-                known = (reversals if kind == REVERSE else keys).setdefault(
-                    event["key"], KeyHistory(event["key"], event["account"], event["amount"], kind=kind))
-                if (known.kind, known.account, known.amount) != (kind, event["account"], event["amount"]):
+                known = kept_for(kind).setdefault(event["key"], KeyHistory(
+                    event["key"], event["account"], event["amount"], kind=kind, expires_in=event.get("expires_in")))
+                if (known.kind, known.account, known.amount, known.expires_in) != (
+                        kind, event["account"], event["amount"], event.get("expires_in")):
                     conflicting.append(event["key"])
                 known.sends += 1
             elif event["ev"] == ANSWER:
                 in_flight = False
-                (reversals if event.get("kind") == REVERSE else keys)[event["key"]].answers.append(event)
+                kept_for(event.get("kind", CONSUME))[event["key"]].answers.append(event)
             elif event["ev"] == CRASH:
                 crashes.append(event["error"])
-    return History(keys, requests, crashes, conflicting, kills_in_flight, reversals)
+            elif event["ev"] == EXPIRE and "released" in event:
+                expiries.append({name: event[name] for name in ("released", "energy", "accounts")})
+    return History(keys, requests, crashes, conflicting, kills_in_flight, reversals, resolutions, expiries)

@@ -16,6 +16,8 @@ def rows(report: Report) -> list[tuple[str, str]]:
         ("requests by kind", counts(report.requests_by_kind)),
         ("outcomes", counts(report.outcomes)),
         ("unavailable because", counts(report.unavailable_reasons)),
+        ("holds ended", counts(report.hold_states)),
+        ("released by holds expire", str(report.released_by_holds_expire)),
         ("faults injected", counts(report.faults)),
         ("killed mid-request", str(report.kills_in_flight)),
         ("answers dropped", str(report.answers_dropped)),

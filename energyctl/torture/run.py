@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from energyctl.torture.check import ledger_violations, violations
+from energyctl.torture.check import KIND, STATE, ledger_violations, violations
 from energyctl.torture.cluster import open_database
 from energyctl.torture.config import FAULT_KINDS, TortureConfig
 from energyctl.torture.faults import FaultInjector
@@ -47,6 +47,9 @@ class Report:
     duration_seconds: float
     seed: int
     client_exit_codes: list[int] = field(default_factory=list)
+    # How the run's holds ended (as every read sees them), and what the clients' `holds expire` released.
+    hold_states: dict[str, int] = field(default_factory=dict)
+    released_by_holds_expire: int = 0
     # Where the clients' logs were copied when a guarantee was violated, to study the failure.
     kept_logs: str | None = None
 
@@ -90,7 +93,7 @@ def run_torture(config: TortureConfig) -> Report:
         load_seconds=round(load_seconds, 2),
         requests=history.requests,
         requests_by_kind=_by_kind(history),
-        keys=len(history.keys) + len(history.reversals),
+        keys=len(history.keys) + len(history.reversals) + len(history.resolutions),
         outcomes=dict(Counter(a["outcome"] for k in _every_key(history) for a in k.answers)),
         unavailable_reasons=dict(_reasons(history)),
         unanswered_keys=sum(1 for k in _every_key(history) if not k.final),
@@ -104,6 +107,8 @@ def run_torture(config: TortureConfig) -> Report:
         seed=seed,
         client_exit_codes=codes,
         kept_logs=kept_logs,
+        hold_states=dict(Counter(record[STATE] for record in records if record[KIND] == "hold")),
+        released_by_holds_expire=sum(expiry["released"] for expiry in history.expiries),
     )
 
 
@@ -123,7 +128,8 @@ def _validate(config: TortureConfig) -> None:
 
 def _spec(config: TortureConfig, seed: int) -> dict:
     keys = ("accounts", "hot_accounts", "hot_share", "missing_share", "duplicate_share", "credit_share",
-            "reverse_share", "drop_answer_every", "start_energy",
+            "reverse_share", "hold_share", "resolve_share", "short_hold_share", "expire_share",
+            "drop_answer_every", "start_energy",
             "max_amount", "lock_timeout_ms", "drain_seconds")
     return {**{k: getattr(config, k) for k in keys}, "seed": seed, "run": f"t{seed:x}"}
 
@@ -137,8 +143,8 @@ def _prepare(url: str, spec: dict) -> None:
 
 
 def _every_key(history):
-    """Each request's history: consumes and credits by key, then reverses by their consumption's key."""
-    return [*history.keys.values(), *history.reversals.values()]
+    """Each request's history: consumes, credits and holds by key; reverses, captures and voids by the key they name."""
+    return [*history.keys.values(), *history.reversals.values(), *history.resolutions.values()]
 
 
 def _by_kind(history) -> dict[str, int]:

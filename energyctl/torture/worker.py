@@ -1,7 +1,9 @@
 """Child processes of a run: ``prepare`` (schema and accounts) and ``client`` (the load).
 
-A client sends consumes, credits, and reverses of consumptions it had applied, each retried
-with its key until it gets a final answer, and now and then sends a finished request again.
+A client sends consumes, credits, holds, reverses of consumptions and captures it had applied,
+and one capture or void of some of its holds (the others, and some short-lived ones it does
+resolve, expire first); each is retried with its key until it gets a final answer, and now and
+then it sends a finished request again, or runs ``holds expire``.
 
 Run as ``python -m energyctl.torture.worker prepare|client SPEC_JSON`` with ``DATABASE_URL``
 in the environment; each sets Django up itself.
@@ -20,12 +22,16 @@ from pathlib import Path
 from energyctl.torture.history import (
     ANSWER,
     ANSWER_DROPPED,
+    CAPTURE,
     CONSUME,
     CRASH,
     CREDIT,
+    EXPIRE,
+    HOLD,
     READY,
     REVERSE,
     SEND,
+    VOID,
     EventLog,
     read_events,
     unfinished_request,
@@ -49,7 +55,9 @@ def client(spec: dict) -> None:
     pending = unfinished_request(read_events(log.path))
     rng = random.Random(spec["seed"])
     stop = _Stop(Path(spec["stop_file"]), spec["drain_seconds"])
-    applied: list[tuple[str, int | None, int | None, str]] = []
+    applied: list[tuple[str, int | None, int | None, str, int | None]] = []
+    # Holds this client has sent a capture or a void for: each is resolved one way only.
+    resolved: set[str] = set()
     drops = _AnswerDrops(spec["drop_answer_every"])
     log.write(READY, generation=spec["generation"], pid=os.getpid())
     for serial in itertools.count(1):
@@ -57,9 +65,14 @@ def client(spec: dict) -> None:
             request, pending = pending, None
         elif stop.requested():
             break
+        elif rng.random() < spec["expire_share"]:
+            _expire(log)
+            continue
         else:
             key = f"{spec['run']}-c{spec['slot']}-g{spec['generation']}-{serial}"
-            request = _next_request(rng, spec, applied, key)
+            request = _next_request(rng, spec, applied, resolved, key)
+        if request[0] in (CAPTURE, VOID):
+            resolved.add(request[3])
         if _send_until_answered(request, log, rng, stop, drops) == "applied":
             applied.append(request)
     log.close()
@@ -95,11 +108,12 @@ def _send_until_answered(request, log: EventLog, rng: random.Random, stop: _Stop
     """Send with the same key until a final answer (returned), or until the drain time runs out (None)."""
     from energy.domain.exceptions import EnergyError, Unavailable
 
-    kind, account, amount, key = request
+    kind, account, amount, key, expires_in = request
+    extra = {} if expires_in is None else {"expires_in": expires_in}
     while True:
-        log.write(SEND, kind=kind, key=key, account=account, amount=amount)
+        log.write(SEND, kind=kind, key=key, account=account, amount=amount, **extra)
         try:
-            result = _send(kind, account, amount, key)
+            result = _send(kind, account, amount, key, expires_in)
         except Unavailable as exc:
             log.write(ANSWER, kind=kind, key=key, outcome=exc.outcome, reason=exc.reason)
             if stop.overdue():
@@ -120,8 +134,31 @@ def _send_until_answered(request, log: EventLog, rng: random.Random, stop: _Stop
             return result.status
 
 
-def _send(kind: str, account: int | None, amount: int | None, key: str):
+def _expire(log: EventLog) -> None:
+    """``holds expire`` once, as cron would: what it released, or why it could not run."""
+    from energy.application.holds import expire_holds
+    from energy.domain.exceptions import EnergyError
+
+    try:
+        log.write(EXPIRE, **expire_holds())
+    except EnergyError as exc:
+        log.write(EXPIRE, outcome=exc.outcome)
+
+
+def _send(kind: str, account: int | None, amount: int | None, key: str, expires_in: int | None):
     """One request through its use case, as the operator."""
+    if kind == HOLD:
+        from energy.application.holds import hold
+
+        return hold(account_id=account, amount=amount, idempotency_key=key, expires_in=expires_in)
+    if kind == CAPTURE:
+        from energy.application.holds import capture
+
+        return capture(idempotency_key=key, amount=amount)
+    if kind == VOID:
+        from energy.application.holds import void
+
+        return void(idempotency_key=key)
     if kind == CREDIT:
         from energy.application.entries import credit
 
@@ -135,18 +172,29 @@ def _send(kind: str, account: int | None, amount: int | None, key: str):
     return consume(account_id=account, amount=amount, idempotency_key=key)
 
 
-def _next_request(rng: random.Random, spec: dict, applied: list, key: str) -> tuple[str, int | None, int | None,
-                                                                                    str]:
+def _next_request(rng: random.Random, spec: dict, applied: list, resolved: set[str],
+                  key: str) -> tuple[str, int | None, int | None, str, int | None]:
     roll = rng.random()
     if applied and roll < spec["duplicate_share"]:
         return rng.choice(applied)
     roll = rng.random()
-    consumed = [request for request in applied if request[0] == CONSUME]
-    if roll < spec["reverse_share"] and consumed:
-        return REVERSE, None, None, rng.choice(consumed)[3]
-    # Before its first consume is applied, a client has nothing to reverse: it consumes.
-    credits = spec["reverse_share"] <= roll < spec["reverse_share"] + spec["credit_share"]
-    kind = CREDIT if credits else CONSUME
+    # A capture is reversed by its hold's key, as a consumption by its own.
+    spent = [request[3] for request in applied if request[0] in (CONSUME, CAPTURE)]
+    open_holds = [request for request in applied if request[0] == HOLD and request[3] not in resolved]
+    shares = [spec["reverse_share"], spec["credit_share"], spec["hold_share"], spec["resolve_share"]]
+    if roll < shares[0]:
+        if spent:
+            return REVERSE, None, None, rng.choice(spent), None
+    elif roll < sum(shares[:4]) and roll >= sum(shares[:3]):
+        if open_holds:
+            return _resolution(rng, rng.choice(open_holds))
+    # With nothing to reverse or resolve yet, a client consumes.
+    kind = CREDIT if shares[0] <= roll < sum(shares[:2]) else HOLD if sum(shares[:2]) <= roll < sum(
+        shares[:3]) else CONSUME
+    expires_in = None
+    if kind == HOLD:
+        # Some holds live a second or two, so that they expire while the run goes on.
+        expires_in = rng.randint(1, 2) if rng.random() < spec["short_hold_share"] else 900
     roll = rng.random()
     if roll < spec["missing_share"]:
         account = spec["accounts"] + 1 + rng.randrange(1_000)
@@ -154,7 +202,18 @@ def _next_request(rng: random.Random, spec: dict, applied: list, key: str) -> tu
         account = rng.randint(1, spec["hot_accounts"])
     else:
         account = rng.randint(spec["hot_accounts"] + 1, spec["accounts"])
-    return kind, account, rng.randint(1, spec["max_amount"]), key
+    return kind, account, rng.randint(1, spec["max_amount"]), key, expires_in
+
+
+def _resolution(rng: random.Random, held: tuple) -> tuple[str, None, int | None, str, None]:
+    """A capture of all of the hold, a capture of part of it, or a void."""
+    amount, key = held[2], held[3]
+    roll = rng.random()
+    if roll < 0.4:
+        return CAPTURE, None, None, key, None
+    if roll < 0.7:
+        return CAPTURE, None, rng.randint(1, amount), key, None
+    return VOID, None, None, key, None
 
 
 def main(argv: list[str]) -> None:
