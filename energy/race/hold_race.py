@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from energy.race.scenarios import Demo
 
 NO_HOLD_LOCK = "no_hold_lock"
-REMOVED = "the hold's row lock (capture and void read its state unlocked)"
+REMOVED = "the hold's row lock (its state read unlocked)"
 KEY = "hold-1"
 # The protected race's account in the copy of the real tables: apart from the consume race's and the burst's.
 PROTECTED_ACCOUNT = 5
