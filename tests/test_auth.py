@@ -261,7 +261,8 @@ def test_schema_documents_every_endpoint_error_and_the_bearer_scheme(db):
     paths = document["paths"]
     assert set(paths) == {"/api/energy/consume/", "/api/energy/accounts/{account_id}/", "/healthz",
                           "/api/energy/accounts/{account_id}/consumptions/", "/api/energy/consumptions/{key}/",
-                          "/api/energy/credit/", "/api/energy/consumptions/{key}/reverse/"}
+                          "/api/energy/credit/", "/api/energy/consumptions/{key}/reverse/", "/api/energy/holds/",
+                          "/api/energy/holds/{key}/capture/", "/api/energy/holds/{key}/void/"}
     consume = paths["/api/energy/consume/"]["post"]
     assert set(consume["responses"]) == {"200", "201", "400", "401", "403", "404", "406", "409", "413", "415", "422",
                                          "500", "503"}

@@ -176,7 +176,7 @@ def test_unexpected_failure_is_one_redacted_line_and_exit_1(cli, accounts, monke
     def broken(**kwargs):
         raise RuntimeError("server said: password=hunter2 is wrong")
 
-    monkeypatch.setattr(use_cases, "get_balance", broken)
+    monkeypatch.setattr(use_cases, "get_account", broken)
     result = cli("balance", "--account", "1")
     as_json = cli("balance", "--account", "1", "--json")
 
@@ -193,7 +193,7 @@ def test_ctrl_c_outside_a_replay_exits_130_without_a_traceback(cli, accounts, mo
     def interrupted(**kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(use_cases, "get_balance", interrupted)
+    monkeypatch.setattr(use_cases, "get_account", interrupted)
     result = cli("balance", "--account", "1")
 
     assert result.returncode == CONTRACT_EXIT["interrupted"]
