@@ -2,8 +2,8 @@
 
 A read shows the account as it stands now without writing: a hold past its expiry (by the
 database's clock) counts as energy, not held, whether or not a writer has released it yet.
-That costs one more index probe on the open-holds index, only for an account with something
-held (the statement's subquery finds no open hold for the others).
+That costs one more probe of the open-holds index, only for an account with something held
+(for the others the subquery is never run).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models import Case, F, OuterRef, Subquery, Sum, When
 from django.db.models.functions import Coalesce, Now
 
 from energy.db.analyze import after_seed
@@ -60,7 +60,7 @@ def balances_now(accounts):
     hold moves from held to energy, as their release will."""
     expired = (Entry.objects.filter(account_id=OuterRef("pk"), kind=HOLD, state=OPEN, expires_at__lte=Now())
                .order_by().values("account_id").annotate(total=Sum("amount")).values("total"))
-    return (accounts.annotate(expired=Coalesce(Subquery(expired), 0))
+    return (accounts.annotate(expired=Case(When(held__gt=0, then=Coalesce(Subquery(expired), 0)), default=0))
             .values_list(F("energy") + F("expired"), F("held") - F("expired")))
 
 

@@ -73,9 +73,13 @@ class ConsumeRow(NamedTuple):
 #
 # Before deciding, the account's expired holds are released (``expired``), as every writer
 # does: their state becomes 'expired' and their amount moves from held back to energy, in the
-# same UPDATE of the account. Only an account with something held looks (``held > 0``; else
-# the scan's key is NULL and finds nothing), and the database's clock after the lock decides
-# (clock_timestamp(): now() is when the statement began, before it waited). A hold recorded
+# same UPDATE of the account. Only an account with something held looks: ``held > 0`` is a
+# condition on no row of the entry table, so PostgreSQL checks it once before the scan and,
+# when nothing is held, never starts the scan (a key of NULL alone would not stop a sequential
+# scan the planner may pick). Sums are cast back to bigint: SUM() of bigint is numeric, which
+# would make every later comparison numeric. The database's clock after the lock decides
+# (clock_timestamp(): now() is when the statement began, before it waited), read once as a
+# subquery, so that it bounds the open-holds index scan instead of filtering each open hold. A hold recorded
 # after the statement's snapshot is not seen by that UPDATE: it stays open (held) until the
 # next writer, and a refused consume is tried once more with a fresh snapshot for it.
 CONSUME = f"""
@@ -83,12 +87,13 @@ WITH locked AS (
     SELECT {A.id}, {A.energy}, {A.held}, {A.last_seq} FROM {A.table} WHERE {A.id} = %(account_id)s FOR UPDATE
 ), expired AS (
     UPDATE {E.table} SET {E.state} = 'expired'
-    WHERE {E.account} = (SELECT {A.id} FROM locked WHERE {A.held} > 0) AND {E.kind} = 'hold' AND {E.state} = 'open'
-      AND {E.expires_at} <= clock_timestamp()
+    WHERE EXISTS (SELECT FROM locked WHERE {A.held} > 0)
+      AND {E.account} = %(account_id)s AND {E.kind} = 'hold' AND {E.state} = 'open'
+      AND {E.expires_at} <= (SELECT clock_timestamp())
     RETURNING {E.amount}
 ), fresh AS (
     SELECT {A.id}, {A.energy} + released AS {A.energy}, {A.held} - released AS {A.held}, {A.last_seq}, released
-    FROM locked, (SELECT COALESCE(SUM({E.amount}), 0) AS released FROM expired) AS expiry
+    FROM locked, (SELECT COALESCE(SUM({E.amount}), 0)::bigint AS released FROM expired) AS expiry
 ), recorded AS (
     INSERT INTO {E.table} ({E.client}, {E.account}, {E.kind}, {E.amount}, {E.idempotency_key}, {E.balance_after},
                            {E.held_after}, {E.seq}, {E.created_at})
@@ -142,10 +147,10 @@ RELEASE_EXPIRED = f"""
 WITH expired AS (
     UPDATE {E.table} SET {E.state} = 'expired'
     WHERE {E.account} = ANY(%(account_ids)s::bigint[]) AND {E.kind} = 'hold' AND {E.state} = 'open'
-      AND {E.expires_at} <= clock_timestamp()
+      AND {E.expires_at} <= (SELECT clock_timestamp())
     RETURNING {E.account} AS account_id, {E.amount} AS amount
 ), released AS (
-    SELECT account_id, SUM(amount) AS amount, COUNT(*) AS holds FROM expired GROUP BY account_id
+    SELECT account_id, SUM(amount)::bigint AS amount, COUNT(*) AS holds FROM expired GROUP BY account_id
 )
 UPDATE {A.table} SET {A.energy} = {A.table}.{A.energy} + released.amount,
                      {A.held} = {A.table}.{A.held} - released.amount
