@@ -190,7 +190,7 @@ def test_a_capture_above_the_hold_is_invalid_and_changes_nothing(account):
     assert "amount" in caught.value.fields and table_rows() == before
 
 
-@pytest.mark.parametrize("amount", [0, -5, MAX_INT64 + 1])
+@pytest.mark.parametrize("amount", [0, -5, MAX_INT64 + 1, True, 2.0])
 def test_a_capture_amount_that_is_no_positive_64_bit_integer_is_invalid(account, amount):
     hold(account_id=1, amount=30, idempotency_key="h")
     with pytest.raises(InvalidRequest):

@@ -62,7 +62,11 @@ def capture(*, idempotency_key: str, amount: int | None = None, client_id: int =
     """
     if amount is not None:
         problems: dict[str, str] = {}
-        if positive_int64(amount, "amount", problems) is None:
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            problems["amount"] = "must be an integer"
+        else:
+            positive_int64(amount, "amount", problems)
+        if problems:
             raise InvalidRequest(problems)
     request = CaptureRequest(idempotency_key, amount)
     with logged(CAPTURE, channel, client_id, idempotency_key, amount=amount) as outcome:
