@@ -396,14 +396,16 @@ def test_the_history_shows_every_kind_with_its_hold_fields_and_the_holds_state_n
     hold(account_id=1, amount=5, idempotency_key="open")
     hold(account_id=1, amount=7, idempotency_key="voided")
     void(idempotency_key="voided")
+    reverse(idempotency_key="captured")
 
     history = account_history(account_id=1).to_dict()
 
     kinds = [(e["kind"], e["idempotency_key"], e.get("state")) for e in history["entries"]]
-    assert kinds == [("void", "voided", None), ("hold", "voided", "voided"), ("hold", "open", "open"),
-                     ("capture", "captured", None), ("hold", "captured", "captured")]
-    assert history["energy"] == 85 and history["held"] == 5
-    assert history["entries"][1]["expires_at"] and history["entries"][3]["released"] == 20
+    assert kinds == [("reversal", "captured", None), ("void", "voided", None), ("hold", "voided", "voided"),
+                     ("hold", "open", "open"), ("capture", "captured", None), ("hold", "captured", "captured")]
+    assert history["energy"] == 95 and history["held"] == 5
+    assert history["entries"][0]["reverses"] == "captured"
+    assert history["entries"][2]["expires_at"] and history["entries"][4]["released"] == 20
     assert get_record(client_id=1, idempotency_key="captured").to_dict()["state"] == "open"
 
 

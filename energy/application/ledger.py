@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
-from django.db.models.functions import Now
+from django.db.models.functions import Coalesce, Now
 
 from energy.application.accounts import balances_now
 from energy.application.consume import APPLIED, ConsumeResult, earlier_record
@@ -38,11 +38,11 @@ from energy.models import Account, Entry
 
 DEFAULT_HISTORY_LIMIT = 20
 # An entry of the history as stored: its Record's fields (a hold's state as it stands now),
-# its target's key (a reversal, a capture or a void is answered under it) and amount (what a
-# capture did not spend of its hold went back), and its client's name.
+# the key it is answered under (a reversal, a capture or a void has its target's; the reversal
+# of a capture, the capture's hold's), its target's amount (what a capture did not spend of
+# its hold went back), and its client's name.
 _HISTORY_COLUMNS = ("id", "account_id", "amount", "idempotency_key", "balance_after", "created_at", "kind",
-                    "held_after", "expires_at", "state_now", "target__idempotency_key", "target__amount",
-                    "client__name")
+                    "held_after", "expires_at", "state_now", "target_key", "target__amount", "client__name")
 # A hold past its expiry is expired from that moment, released or not.
 _STATE_NOW = Case(When(state=OPEN, expires_at__lte=Now(), then=Value(EXPIRED)), default=F("state"))
 
@@ -118,7 +118,8 @@ def _history_entry(row: tuple) -> HistoryEntry:
 
 def _newest_first(account_id: int, before: int | None, client_id: int | None, count: int) -> list[tuple]:
     """Up to ``count`` entries: the numbered ones by descending seq, then the unnumbered by ascending balance_after."""
-    entries = Entry.objects.filter(account_id=account_id).annotate(state_now=_STATE_NOW)
+    entries = Entry.objects.filter(account_id=account_id).annotate(
+        state_now=_STATE_NOW, target_key=Coalesce("target__idempotency_key", "target__target__idempotency_key"))
     if client_id is not None:
         entries = entries.filter(client_id=client_id)
     numbered, unnumbered = entries.filter(seq__isnull=False), entries.filter(seq__isnull=True)
