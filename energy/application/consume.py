@@ -30,6 +30,7 @@ from django.db.models import F
 
 from energy.application.locks import int64, lock_account
 from energy.db import statements
+from energy.db.constraints import refused_by
 from energy.db.guard import database_guard
 from energy.domain.clients import CLI
 from energy.domain.decision import CONSUME, Apply, Record, Refuse, Replay, decide
@@ -215,8 +216,4 @@ def _apply(client_id: int, request: ConsumeRequest, decision: Apply, seq: int) -
 
 def is_key_conflict(exc: IntegrityError) -> bool:
     """Whether ``exc`` is the (client, key) UNIQUE constraint refusing a key already recorded."""
-    diag = getattr(exc.__cause__, "diag", None)
-    if diag is not None:
-        return diag.constraint_name == IDEMPOTENCY_KEY_CONSTRAINT
-    # SQLite names the columns, not the constraint.
-    return "energy_consumption.client_id, energy_consumption.idempotency_key" in str(exc)
+    return refused_by(exc, IDEMPOTENCY_KEY_CONSTRAINT)

@@ -34,6 +34,7 @@ from django.db.models import F
 
 from energy.application.consume import APPLIED, REPLAYED, ConsumeResult, earlier_record, int64, is_key_conflict
 from energy.application.locks import LockedAccount, lock_account
+from energy.db.constraints import refused_by
 from energy.db.guard import database_guard
 from energy.domain.clients import CLI
 from energy.domain.decision import (
@@ -186,7 +187,7 @@ def _reverse(client_id: int, request: ReverseRequest) -> EntryResult:
                 return EntryResult.of(APPLIED, record_entry(
                     client_id, target.account_id, REVERSAL, target.amount, decision, locked, target=target))
     except IntegrityError as exc:
-        if not _is_one_reversal_conflict(exc):
+        if not refused_by(exc, ONE_REVERSAL_CONSTRAINT):
             raise
         # Only a writer that bypassed the account's lock gets here; the index stopped it.
         decision = decide(request, earlier=target, balance=None, reversal=reversal_of(target))
@@ -248,14 +249,6 @@ def _answer(decision) -> EntryResult:
         case Refuse(error=error):
             raise error
     raise RuntimeError(f"{decision!r} was not carried out")  # pragma: no cover - an Apply returns above
-
-
-def _is_one_reversal_conflict(exc: IntegrityError) -> bool:
-    diag = getattr(exc.__cause__, "diag", None)
-    if diag is not None:
-        return diag.constraint_name == ONE_REVERSAL_CONSTRAINT
-    # SQLite names the column, not the index.
-    return "energy_consumption.target_id" in str(exc)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from django.db.models.functions import Now
 from energy.application.consume import APPLIED, REPLAYED, earlier_record, is_key_conflict
 from energy.application.entries import EntryResult, balances, logged, record_entry, resolution_of
 from energy.application.locks import lock_account
+from energy.db.constraints import refused_by
 from energy.db.guard import database_guard
 from energy.domain.clients import CLI
 from energy.domain.decision import CAPTURE, HOLD, VOID, Apply, Record, Refuse, Replay, decide
@@ -144,7 +145,7 @@ def _resolve(client_id: int, request: CaptureRequest | VoidRequest) -> EntryResu
             if isinstance(decision, Apply):
                 return _record_resolution(client_id, request, hold_now, decision, locked)
     except IntegrityError as exc:
-        if not _is_one_resolution_conflict(exc):
+        if not refused_by(exc, ONE_RESOLUTION_CONSTRAINT):
             raise
         # Only a writer that bypassed the account's lock gets here; the index stopped it.
         decision = decide(request, earlier=named, balance=None, resolution=resolution_of(named))
@@ -173,9 +174,3 @@ def _answer(decision, hold_record: Record | None) -> EntryResult:
     raise RuntimeError(f"{decision!r} was not carried out")  # pragma: no cover - an Apply returns above
 
 
-def _is_one_resolution_conflict(exc: IntegrityError) -> bool:
-    diag = getattr(exc.__cause__, "diag", None)
-    if diag is not None:
-        return diag.constraint_name == ONE_RESOLUTION_CONSTRAINT
-    # SQLite names the column, not the index.
-    return "energy_consumption.target_id" in str(exc)
