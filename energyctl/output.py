@@ -102,6 +102,16 @@ class Output:
         else:
             show(value)
 
+    def run(self, work: Callable[[], Any], show: Callable[[Any], None]) -> int:
+        """Run one request's ``work`` and end the command: its result answered with the exit code of
+        its status, or its refusal reported with the refusal's."""
+        try:
+            result = work()
+        except EnergyError as exc:
+            return self.fail(exc)
+        self.answer(result, show)
+        return EXIT_CODES[result.status]
+
     def fail(self, exc: EnergyError) -> int:
         """Report a failed outcome once and return its exit code."""
         fields = exc.fields if isinstance(exc, InvalidRequest) else None

@@ -55,20 +55,18 @@ def balance(
 
 
 def run_consume(out: Output, account: str, amount: str, key: str, *, client: str | None = None) -> int:
-    try:
+    def work():
         request = ConsumeRequest.from_text(account, amount, key)
         prepare()
         from energy.application.clients import client_id_for
         from energy.application.consume import consume as consume_use_case
 
-        result = consume_use_case(
+        return consume_use_case(
             account_id=request.account_id, amount=request.amount, idempotency_key=request.idempotency_key,
             client_id=client_id_for(client),
         )
-    except EnergyError as exc:
-        return out.fail(exc)
-    out.answer(result, lambda r: _show_result(out, r))
-    return EXIT_CODES[result.status]
+
+    return out.run(work, lambda r: _show_result(out, r))
 
 
 def run_balance(out: Output, account: str) -> int:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from energy.domain.exceptions import EnergyError
 from energy.domain.requests import CreditRequest, ReverseRequest
 from energyctl.commands.consume import ACCOUNT_OPTION, CLIENT_HELP
-from energyctl.output import EXIT_CODES, JSON_HELP, OUTCOME_STYLE, Output, escape, exit_help
+from energyctl.output import JSON_HELP, OUTCOME_STYLE, Output, escape, exit_help
 from energyctl.prepare import prepare
 
 CREDIT_HELP = f"""Add energy to an account exactly once per idempotency key.
@@ -54,32 +53,28 @@ def reverse(
 
 
 def run_credit(out: Output, account: str, amount: str, key: str, *, client: str | None = None) -> int:
-    try:
+    def work():
         request = CreditRequest.from_text(account, amount, key)
         prepare()
         from energy.application.clients import client_id_for
         from energy.application.entries import credit as credit_use_case
 
-        result = credit_use_case(account_id=request.account_id, amount=request.amount,
-                                 idempotency_key=request.idempotency_key, client_id=client_id_for(client))
-    except EnergyError as exc:
-        return out.fail(exc)
-    out.answer(result, lambda r: _show_entry(out, r))
-    return EXIT_CODES[result.status]
+        return credit_use_case(account_id=request.account_id, amount=request.amount,
+                               idempotency_key=request.idempotency_key, client_id=client_id_for(client))
+
+    return out.run(work, lambda r: _show_entry(out, r))
 
 
 def run_reverse(out: Output, key: str, *, client: str | None = None) -> int:
-    try:
+    def work():
         request = ReverseRequest.from_text(key)
         prepare()
         from energy.application.clients import client_id_for
         from energy.application.entries import reverse as reverse_use_case
 
-        result = reverse_use_case(idempotency_key=request.idempotency_key, client_id=client_id_for(client))
-    except EnergyError as exc:
-        return out.fail(exc)
-    out.answer(result, lambda r: _show_entry(out, r))
-    return EXIT_CODES[result.status]
+        return reverse_use_case(idempotency_key=request.idempotency_key, client_id=client_id_for(client))
+
+    return out.run(work, lambda r: _show_entry(out, r))
 
 
 def _show_entry(out: Output, result) -> None:

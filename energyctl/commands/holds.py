@@ -101,48 +101,42 @@ def expire(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
 
 
 def run_hold(out: Output, account: str, amount: str, key: str, expires_in: str, *, client: str | None = None) -> int:
-    try:
+    def work():
         request = HoldRequest.from_text(account, amount, key, expires_in)
         prepare()
         from energy.application.clients import client_id_for
         from energy.application.holds import hold as hold_use_case
 
-        result = hold_use_case(account_id=request.account_id, amount=request.amount,
-                               idempotency_key=request.idempotency_key, expires_in=request.expires_in,
-                               client_id=client_id_for(client))
-    except EnergyError as exc:
-        return out.fail(exc)
-    out.answer(result, lambda r: show_hold_entry(out, r))
-    return EXIT_CODES[result.status]
+        return hold_use_case(account_id=request.account_id, amount=request.amount,
+                             idempotency_key=request.idempotency_key, expires_in=request.expires_in,
+                             client_id=client_id_for(client))
+
+    return out.run(work, lambda r: show_hold_entry(out, r))
 
 
 def run_capture(out: Output, key: str, amount: str | None, *, client: str | None = None) -> int:
-    try:
+    def work():
         request = CaptureRequest.from_text(key, amount)
         prepare()
         from energy.application.clients import client_id_for
         from energy.application.holds import capture as capture_use_case
 
-        result = capture_use_case(idempotency_key=request.idempotency_key, amount=request.amount,
-                                  client_id=client_id_for(client))
-    except EnergyError as exc:
-        return out.fail(exc)
-    out.answer(result, lambda r: show_hold_entry(out, r))
-    return EXIT_CODES[result.status]
+        return capture_use_case(idempotency_key=request.idempotency_key, amount=request.amount,
+                                client_id=client_id_for(client))
+
+    return out.run(work, lambda r: show_hold_entry(out, r))
 
 
 def run_void(out: Output, key: str, *, client: str | None = None) -> int:
-    try:
+    def work():
         request = VoidRequest.from_text(key)
         prepare()
         from energy.application.clients import client_id_for
         from energy.application.holds import void as void_use_case
 
-        result = void_use_case(idempotency_key=request.idempotency_key, client_id=client_id_for(client))
-    except EnergyError as exc:
-        return out.fail(exc)
-    out.answer(result, lambda r: show_hold_entry(out, r))
-    return EXIT_CODES[result.status]
+        return void_use_case(idempotency_key=request.idempotency_key, client_id=client_id_for(client))
+
+    return out.run(work, lambda r: show_hold_entry(out, r))
 
 
 def run_expire(out: Output) -> int:
