@@ -8,11 +8,12 @@ from typing import Callable, Sequence
 from django.db import DatabaseError, connection, connections
 
 from energy.race import hold_race
+from energy.race.context import Demo
 from energy.race.errors import DemoFailed, DemoUnsupported
 from energy.race.pool import Pool
 from energy.race.report import DemoReport
 from energy.race.sandbox import DemoSchema
-from energy.race.scenarios import PROTECTED, UNSAFE, Demo, run_scenario, unsafe_tables
+from energy.race.scenarios import PROTECTED, UNSAFE, run_scenario, unsafe_tables
 
 SCENARIOS = (PROTECTED, *UNSAFE, hold_race.NO_HOLD_LOCK)
 # Each demo process holds one connection; PostgreSQL's default allows 100 in all.

@@ -18,7 +18,7 @@ from energy.race.sandbox import PROTECTED_TABLES
 from energy.race.stage import Stage
 
 if TYPE_CHECKING:
-    from energy.race.scenarios import Demo
+    from energy.race.context import Demo
 
 NO_HOLD_LOCK = "no_hold_lock"
 REMOVED = "the hold's row lock (its state read unlocked)"

@@ -8,22 +8,13 @@ from typing import Callable
 from energy.race import hold_race
 from energy.race.audit import DEDUCTIONS_EXCEED_RECORDS, DUPLICATE_KEY, OVERDRAW, RECORDS_EXCEED_DEDUCTIONS, audit
 from energy.race.burst import ACCOUNTS, run_burst
-from energy.race.pool import Pool
+from energy.race.context import Demo
 from energy.race.report import ScenarioResult, Step
-from energy.race.sandbox import PROTECTED_TABLES, DemoSchema
+from energy.race.sandbox import PROTECTED_TABLES
 from energy.race.stage import Stage
 from energy.race.unsafe import INTEGRITY_ERROR
 
 ACCOUNT = 1
-
-
-@dataclass
-class Demo:
-    pool: Pool
-    schema: DemoSchema
-    balance: int
-    amount: int
-    progress: Callable[[str], None]
 
 
 @dataclass(frozen=True)
