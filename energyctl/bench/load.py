@@ -67,21 +67,9 @@ def _worker(db_name, workload, process, processes, seconds, barrier, results) ->
 
 def _send_each(stream, seconds: float) -> dict:
     from energy.application.consume import consume
-    from energy.domain.exceptions import EnergyError
 
-    outcomes: Counter = Counter()
-    latencies = []
-    cpu, start = time.process_time(), time.perf_counter()
-    deadline = start + seconds
-    while (sent := time.perf_counter()) < deadline:
-        account_id, amount, key = next(stream)
-        try:
-            outcomes[consume(account_id=account_id, amount=amount, idempotency_key=key).status] += 1
-        except EnergyError as exc:
-            outcomes[exc.outcome] += 1
-        latencies.append(time.perf_counter() - sent)
-    return {"outcomes": dict(outcomes), "latencies": latencies, "elapsed": time.perf_counter() - start,
-            "cpu": time.process_time() - cpu}
+    return _one_by_one(stream, seconds, lambda account_id, amount, key: consume(
+        account_id=account_id, amount=amount, idempotency_key=key).status)
 
 
 def _send_holds(stream, seconds: float) -> dict:
@@ -90,6 +78,16 @@ def _send_holds(stream, seconds: float) -> dict:
     The pair's outcome is the capture's (a refused hold is its own); its latency, both calls.
     """
     from energy.application.holds import capture, hold
+
+    def pair(account_id: int, _amount: int, key: str) -> str:
+        hold(account_id=account_id, amount=HOLD_AMOUNT, idempotency_key=key)
+        return capture(idempotency_key=key, amount=CAPTURE_AMOUNT).status
+
+    return _one_by_one(stream, seconds, pair)
+
+
+def _one_by_one(stream, seconds: float, send) -> dict:
+    """Send ``send(account_id, amount, key)`` for request after request until ``seconds`` pass; count outcomes."""
     from energy.domain.exceptions import EnergyError
 
     outcomes: Counter = Counter()
@@ -97,10 +95,8 @@ def _send_holds(stream, seconds: float) -> dict:
     cpu, start = time.process_time(), time.perf_counter()
     deadline = start + seconds
     while (sent := time.perf_counter()) < deadline:
-        account_id, _, key = next(stream)
         try:
-            hold(account_id=account_id, amount=HOLD_AMOUNT, idempotency_key=key)
-            outcomes[capture(idempotency_key=key, amount=CAPTURE_AMOUNT).status] += 1
+            outcomes[send(*next(stream))] += 1
         except EnergyError as exc:
             outcomes[exc.outcome] += 1
         latencies.append(time.perf_counter() - sent)
