@@ -94,6 +94,14 @@ def django_db_modify_db_settings():
 
 
 @pytest.fixture
+def accounts():
+    """Accounts 1..3 with 100 energy, for tests on the database."""
+    from energy.application.accounts import seed_accounts
+
+    seed_accounts(count=3, energy=100)
+
+
+@pytest.fixture
 def account(db):
     """Account 1 with 100 energy, in a test wrapped in a transaction."""
     from energy.models import Account

@@ -285,3 +285,20 @@ def table_rows() -> dict[str, list[tuple]]:
             cursor.execute(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - names from the line above
             tables[table] = cursor.fetchall()
     return tables
+
+
+def api(token: str | None):
+    """DRF's test client, sending ``Authorization: Bearer <token>`` unless ``token`` is None."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def client_id(name: str) -> int:
+    """The id of the client called ``name``."""
+    from energy.models import Client
+
+    return Client.objects.get(name=name).id

@@ -20,11 +20,6 @@ CONSUME = "/api/energy/consume/"
 
 
 @pytest.fixture
-def accounts():
-    Account.objects.bulk_create([Account(id=i, energy=100, opening_energy=100) for i in (1, 2, 3)])
-
-
-@pytest.fixture
 def shop(accounts):
     return add_client(name="shop", accounts=[1, 2]).token
 

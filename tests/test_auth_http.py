@@ -36,11 +36,6 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):
     running.close()
 
 
-@pytest.fixture
-def accounts():
-    Account.objects.bulk_create([Account(id=i, energy=100, opening_energy=100) for i in (1, 2, 3)])
-
-
 def ledger():
     return sorted(Account.objects.values_list("id", "energy")), Entry.objects.count()
 

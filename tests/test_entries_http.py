@@ -5,12 +5,11 @@ replays; statuses are the contract's. Django's test client in process, and one r
 """
 
 import pytest
-from rest_framework.test import APIClient
 
 from energy.application.clients import add_client
 from energy.application.consume import consume
 from energy.domain.requests import MAX_INT64
-from tests.support import table_rows, test_database_url
+from tests.support import api, client_id, table_rows, test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,27 +21,6 @@ def reverse_path(key: str) -> str:
     from urllib.parse import quote
 
     return f"/api/energy/consumptions/{quote(key, safe='')}/reverse/"
-
-
-def api(token: str | None) -> APIClient:
-    client = APIClient()
-    if token is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
-def client_id(name: str) -> int:
-    from energy.models import Client
-
-    return Client.objects.get(name=name).id
-
-
-@pytest.fixture
-def accounts():
-    """Accounts 1..3 with 100 energy."""
-    from energy.application.accounts import seed_accounts
-
-    seed_accounts(count=3, energy=100)
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ client in process, and one real ``energyctl serve``.
 from urllib.parse import quote
 
 import pytest
-from rest_framework.test import APIClient
 
 from energy.application.clients import add_client
 from energy.application.consume import consume
 from energy.domain.requests import MAX_INT64
-from tests.support import table_rows, test_database_url
+from tests.support import api, client_id, table_rows, test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,27 +27,6 @@ def capture_path(key: str) -> str:
 
 def void_path(key: str) -> str:
     return f"{HOLDS}{quote(key, safe='')}/void/"
-
-
-def api(token: str | None) -> APIClient:
-    client = APIClient()
-    if token is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
-def client_id(name: str) -> int:
-    from energy.models import Client
-
-    return Client.objects.get(name=name).id
-
-
-@pytest.fixture
-def accounts():
-    """Accounts 1..3 with 100 energy."""
-    from energy.application.accounts import seed_accounts
-
-    seed_accounts(count=3, energy=100)
 
 
 @pytest.fixture

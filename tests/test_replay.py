@@ -13,13 +13,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 runner = CliRunner()
 
 
-@pytest.fixture
-def accounts():
-    from energy.application.accounts import seed_accounts
-
-    seed_accounts(count=3, energy=100)
-
-
 def line(account_id, amount, key) -> str:
     return json.dumps({"account_id": account_id, "amount": amount, "idempotency_key": key})
 
