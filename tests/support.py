@@ -302,3 +302,10 @@ def client_id(name: str) -> int:
     from energy.models import Client
 
     return Client.objects.get(name=name).id
+
+
+def balance(account_id: int = 1) -> int:
+    """An account's stored energy."""
+    from energy.models import Account
+
+    return Account.objects.get(pk=account_id).energy

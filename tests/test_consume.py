@@ -11,17 +11,9 @@ from energy.domain.exceptions import (
     Unavailable,
 )
 from energy.models import Account, Entry
+from tests.support import balance
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def account():
-    return Account.objects.create(id=1, energy=100, opening_energy=100)
-
-
-def balance(account_id=1):
-    return Account.objects.get(pk=account_id).energy
 
 
 def test_success_deducts_and_records(account):

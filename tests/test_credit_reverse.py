@@ -21,17 +21,9 @@ from energy.domain.exceptions import (
 )
 from energy.domain.requests import MAX_INT64, ConsumeRequest, CreditRequest, ReverseRequest
 from energy.models import Account, Client, Entry
+from tests.support import balance
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def account():
-    return Account.objects.create(id=1, energy=100, opening_energy=100)
-
-
-def balance(account_id=1):
-    return Account.objects.get(pk=account_id).energy
 
 
 def test_a_credit_adds_the_amount_and_answers_the_contract_body(account):

@@ -26,11 +26,6 @@ from tests.support import table_rows
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def account():
-    return Account.objects.create(id=1, energy=100, opening_energy=100)
-
-
 def stored(account_id=1):
     """The account's stored (energy, held), as writers leave them."""
     return tuple(Account.objects.filter(pk=account_id).values_list("energy", "held").get())

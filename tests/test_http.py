@@ -21,11 +21,6 @@ def client():
     return api
 
 
-@pytest.fixture
-def account():
-    return Account.objects.create(id=1, energy=100, opening_energy=100)
-
-
 def post(client, body, **headers):
     raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return client.generic("POST", URL, raw, content_type="application/json", headers=headers)
