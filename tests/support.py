@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,42 @@ def balance(account_id: int = 1) -> int:
     from energy.models import Account
 
     return Account.objects.get(pk=account_id).energy
+
+
+# Bounds for sessions lined up behind a held row lock: their waits last as long as the line-up.
+PATIENT = {"ENERGYCTL_LOCK_TIMEOUT_MS": "60000", "ENERGYCTL_STATEMENT_TIMEOUT_MS": "60000",
+           "ENERGYCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS": "120000"}
+
+
+@contextmanager
+def patient_sessions(count: int, commands_module: str):
+    """``count`` ready Sessions running ``commands_module``'s commands, with PATIENT bounds."""
+    sessions = [Session(test_database_url(), commands_module, **PATIENT) for _ in range(count)]
+    try:
+        for session in sessions:
+            session.ask("ready")
+        yield sessions
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def race(sessions: list[Session], work: list[list[tuple]], *, account_id: int = 1, before_release=None):
+    """Give each session its operations while the account's row lock is held; release it once all wait.
+
+    ``before_release(holder)`` runs on the lock holder's connection just before it lets go. Returns
+    each session's answer, in order.
+    """
+    import psycopg
+
+    with psycopg.connect(test_database_url()) as holder:
+        holder.execute("SELECT FROM energy_account WHERE id = %s FOR UPDATE", [account_id])
+        holder_pid = holder.info.backend_pid
+        for session, operations in zip(sessions, work, strict=True):
+            session.send("run", operations)
+        wait_until_blocked(len(sessions), holder_pid=holder_pid, alive=[session._proc for session in sessions])
+        if before_release is not None:
+            before_release(holder)
+        holder.commit()
+    return [session.receive() for session in sessions]
+

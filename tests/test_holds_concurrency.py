@@ -12,17 +12,14 @@ Django model at top level.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
 import pytest
 
-from tests.support import POLL_INTERVAL_S, Session, test_database_url, wait_until_blocked
+from tests.support import POLL_INTERVAL_S, patient_sessions, race, test_database_url, wait_until_blocked
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 # The processes wait for the held lock far longer than they take to line up.
-PATIENT = {"ENERGYCTL_LOCK_TIMEOUT_MS": "60000", "ENERGYCTL_STATEMENT_TIMEOUT_MS": "60000",
-           "ENERGYCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS": "120000"}
 
 
 # --- What the processes run ----------------------------------------------------------------------
@@ -76,38 +73,6 @@ COMMANDS = {"ready": _ready, "run": _run}
 
 # --- The line-up ---------------------------------------------------------------------------------
 
-@contextmanager
-def processes(count: int):
-    sessions = [Session(test_database_url(), __name__, **PATIENT) for _ in range(count)]
-    try:
-        for session in sessions:
-            session.ask("ready")
-        yield sessions
-    finally:
-        for session in sessions:
-            session.close()
-
-
-def race(sessions: list[Session], work: list[list[tuple]], *, before_release=None):
-    """Give each session its operations while account 1's row lock is held; release it once they all wait.
-
-    ``before_release(holder)`` runs on the lock holder's connection just before it lets go.
-    """
-    import psycopg
-
-    with psycopg.connect(test_database_url()) as holder:
-        holder.execute("SELECT FROM energy_account WHERE id = 1 FOR UPDATE")
-        holder_pid = holder.info.backend_pid
-        for session, operations in zip(sessions, work, strict=True):
-            session.send("run", operations)
-        wait_until_blocked(len(sessions), holder_pid=holder_pid,
-                           alive=[session._proc for session in sessions])
-        if before_release is not None:
-            before_release(holder)
-        holder.commit()
-    return [session.receive() for session in sessions]
-
-
 def account_now() -> tuple[int, int]:
     from energy.models import Account
 
@@ -160,7 +125,7 @@ def test_captures_and_voids_racing_on_one_open_hold_resolve_it_exactly_once():
     hold(account_id=1, amount=30, idempotency_key="h", expires_in=3600)
     work = [[("capture", "h", 20)]] * 3 + [[("capture", "h", 10)]] + [[("void", "h")]] * 3
 
-    with processes(len(work)) as sessions:
+    with patient_sessions(len(work), __name__) as sessions:
         answers = [bodies[0] for bodies in race(sessions, work)]
 
     captures, other_capture, voids = answers[:3], answers[3], answers[4:]
@@ -190,7 +155,7 @@ def test_a_hold_that_expires_while_captures_and_voids_wait_is_resolved_by_none_o
     hold(account_id=1, amount=30, idempotency_key="h", expires_in=1)
     work = [[("capture", "h", 20)]] * 2 + [[("void", "h")]] * 2 + [[("consume", 1, 100, "all")]]
 
-    with processes(len(work)) as sessions:
+    with patient_sessions(len(work), __name__) as sessions:
         # They line up behind the lock before the hold's second is out, most of the time; the
         # lock is let go only once the database's clock has passed its expiry, either way.
         answers = [bodies[0] for bodies in race(
@@ -214,7 +179,7 @@ def test_an_expired_hold_raced_by_capture_void_expiry_and_consume_is_released_ex
         cursor.execute("UPDATE energy_consumption SET expires_at = statement_timestamp() WHERE idempotency_key = 'h'")
     work = [[("capture", "h", 30)], [("void", "h")], [("expire",)], [("expire",)], [("consume", 1, 1, "one")]]
 
-    with processes(len(work)) as sessions:
+    with patient_sessions(len(work), __name__) as sessions:
         answers = [bodies[0] for bodies in race(sessions, work)]
 
     assert [a.get("error") for a in answers[:2]] == ["invalid_state"] * 2, answers
@@ -230,7 +195,7 @@ def test_a_capture_retried_by_many_processes_captures_once_and_replays_the_origi
     seed(100)
     hold(account_id=1, amount=50, idempotency_key="h")
 
-    with processes(6) as sessions:
+    with patient_sessions(6, __name__) as sessions:
         answers = [bodies[0] for bodies in race(sessions, [[("capture", "h", 35)]] * 6)]
 
     assert sorted(a["status"] for a in answers) == ["applied"] + ["replayed"] * 5, answers
@@ -247,7 +212,7 @@ def test_a_consume_whose_snapshot_missed_an_expired_hold_spends_it_all_the_same(
     import psycopg
 
     seed(10)
-    with processes(1) as (session,), psycopg.connect(test_database_url()) as holding:
+    with patient_sessions(1, __name__) as (session,), psycopg.connect(test_database_url()) as holding:
         # What a hold does in its transaction, with a lifetime already over: not committed yet.
         holding.execute("SELECT FROM energy_account WHERE id = 1 FOR UPDATE")
         holding.execute(
@@ -290,7 +255,7 @@ def test_holds_captures_voids_expiries_and_consumes_racing_on_one_account_keep_e
     # Its first request waits for the lock like the others; its rounds then race the rest.
     work += [[("consume", 1, 1, "expirer-start")] + [("expire",), ("audit",)] * 5]
 
-    with processes(len(work)) as sessions:
+    with patient_sessions(len(work), __name__) as sessions:
         answers = [body for bodies in race(sessions, work) for body in bodies]
 
     audits = [a for a in answers if a["status"] == "audit"]

@@ -11,17 +11,13 @@ Django model at top level.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 
-from tests.support import Session, test_database_url, wait_until_blocked
+from tests.support import Session, patient_sessions, race, test_database_url, wait_until_blocked
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 # The processes wait for the held lock far longer than they take to line up.
-PATIENT = {"ENERGYCTL_LOCK_TIMEOUT_MS": "60000", "ENERGYCTL_STATEMENT_TIMEOUT_MS": "60000",
-           "ENERGYCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS": "120000"}
 
 
 # --- What the processes run ----------------------------------------------------------------------
@@ -86,32 +82,6 @@ COMMANDS = {"ready": _ready, "run": _run, "prepare": _prepare, "audit": _audit}
 
 # --- The line-up ---------------------------------------------------------------------------------
 
-@contextmanager
-def processes(count: int):
-    sessions = [Session(test_database_url(), __name__, **PATIENT) for _ in range(count)]
-    try:
-        for session in sessions:
-            session.ask("ready")
-        yield sessions
-    finally:
-        for session in sessions:
-            session.close()
-
-
-def race(sessions: list[Session], work: list[list[tuple]], account_id: int = 1) -> list[list[dict]]:
-    """Give each session its operations while the account's row lock is held; release it once all wait."""
-    import psycopg
-
-    with psycopg.connect(test_database_url()) as holder:
-        holder.execute("SELECT FROM energy_account WHERE id = %s FOR UPDATE", [account_id])
-        holder_pid = holder.info.backend_pid
-        for session, operations in zip(sessions, work, strict=True):
-            session.send("run", operations)
-        wait_until_blocked(len(sessions), holder_pid=holder_pid)
-        holder.commit()
-    return [session.receive() for session in sessions]
-
-
 def entries_of(account_id: int = 1):
     from energy.models import Entry
 
@@ -140,7 +110,7 @@ def test_eight_processes_reversing_one_consumption_record_one_reversal_and_give_
     seed_accounts(count=1, energy=100)
     consume(account_id=1, amount=30, idempotency_key="order-1")
 
-    with processes(8) as sessions:
+    with patient_sessions(8, __name__) as sessions:
         answers = [bodies[0] for bodies in race(sessions, [[("reverse", "order-1")]] * 8)]
 
     assert sorted(a["status"] for a in answers) == ["applied"] + ["replayed"] * 7, answers
@@ -165,7 +135,7 @@ def test_credits_and_consumes_racing_on_one_account_keep_every_invariant():
     # Its first request waits for the lock like the others; its reverses then race the consumes.
     work += [[("credit", 1, 1, "reverser-start")] + [("reverse", f"consume-0-{n}") for n in range(20)]]
 
-    with processes(len(work)) as sessions:
+    with patient_sessions(len(work), __name__) as sessions:
         answers = [body for bodies in race(sessions, work) for body in bodies]
 
     applied = [a for a in answers if a["status"] == "applied"]
@@ -190,7 +160,7 @@ def test_a_replayed_consume_racing_its_reversal_still_answers_the_original_resul
     seed_accounts(count=1, energy=1_000)
     originals = [consume(account_id=1, amount=10 + n, idempotency_key=f"order-{n}").to_dict() for n in range(3)]
 
-    with processes(4) as sessions:
+    with patient_sessions(4, __name__) as sessions:
         for n, original in enumerate(originals):
             # One process reverses the consumption while three send the consume again.
             work = [[("reverse", f"order-{n}")]] + [[("consume", 1, 10 + n, f"order-{n}")]] * 3
@@ -211,7 +181,7 @@ def test_a_consume_that_waited_for_a_credit_spends_what_the_credit_added():
     from energy.application.accounts import seed_accounts
 
     seed_accounts(count=1, energy=5)
-    with processes(1) as (session,), psycopg.connect(test_database_url()) as crediting:
+    with patient_sessions(1, __name__) as (session,), psycopg.connect(test_database_url()) as crediting:
         # What a credit does in its transaction: lock the row, raise the balance; not committed yet.
         crediting.execute("SELECT FROM energy_account WHERE id = 1 FOR UPDATE")
         crediting.execute("UPDATE energy_account SET energy = energy + 50, last_seq = last_seq + 1 WHERE id = 1")
