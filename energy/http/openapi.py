@@ -362,35 +362,33 @@ CONSUMPTION = {
 }
 
 
+# What an answer leads to: path of a POST -> link name -> (operation, its parameter, the answer's field).
+_LINKS = {
+    "/api/energy/consume/": {
+        "TheStoredRecord": ("api_energy_consumptions_retrieve", "key", "idempotency_key"),
+        "TheAccount": ("api_energy_accounts_retrieve", "account_id", "account_id"),
+        "TheAccountsConsumptions": ("api_energy_accounts_consumptions_retrieve", "account_id", "account_id"),
+        "TheReversal": ("api_energy_consumptions_reverse_create", "key", "idempotency_key"),
+    },
+    "/api/energy/holds/": {
+        "TheCapture": ("api_energy_holds_capture_create", "key", "idempotency_key"),
+        "TheVoid": ("api_energy_holds_void_create", "key", "idempotency_key"),
+        "TheAccount": ("api_energy_accounts_retrieve", "account_id", "account_id"),
+    },
+}
+
+
 def add_links(result, generator, request, public):
-    """drf-spectacular post-processing: what a consume's answer leads to (OpenAPI links), for readers
-    and for tools that follow them (schemathesis' stateful phase)."""
-    consume = result["paths"].get("/api/energy/consume/", {}).get("post")
-    if consume:
-        links = {
-            "TheStoredRecord": {"operationId": "api_energy_consumptions_retrieve",
-                                "parameters": {"key": "$response.body#/idempotency_key"}},
-            "TheAccount": {"operationId": "api_energy_accounts_retrieve",
-                           "parameters": {"account_id": "$response.body#/account_id"}},
-            "TheAccountsConsumptions": {"operationId": "api_energy_accounts_consumptions_retrieve",
-                                        "parameters": {"account_id": "$response.body#/account_id"}},
-            "TheReversal": {"operationId": "api_energy_consumptions_reverse_create",
-                            "parameters": {"key": "$response.body#/idempotency_key"}},
-        }
+    """drf-spectacular post-processing: what a consume's or a hold's answer leads to (OpenAPI links),
+    for readers and for tools that follow them (schemathesis' stateful phase)."""
+    for path, links in _LINKS.items():
+        operation = result["paths"].get(path, {}).get("post")
+        if not operation:
+            continue
+        document = {name: {"operationId": operation_id, "parameters": {parameter: f"$response.body#/{field}"}}
+                    for name, (operation_id, parameter, field) in links.items()}
         for status in ("200", "201"):
-            consume["responses"][status]["links"] = links
-    hold = result["paths"].get("/api/energy/holds/", {}).get("post")
-    if hold:
-        links = {
-            "TheCapture": {"operationId": "api_energy_holds_capture_create",
-                           "parameters": {"key": "$response.body#/idempotency_key"}},
-            "TheVoid": {"operationId": "api_energy_holds_void_create",
-                        "parameters": {"key": "$response.body#/idempotency_key"}},
-            "TheAccount": {"operationId": "api_energy_accounts_retrieve",
-                           "parameters": {"account_id": "$response.body#/account_id"}},
-        }
-        for status in ("200", "201"):
-            hold["responses"][status]["links"] = links
+            operation["responses"][status]["links"] = document
     return result
 
 
